@@ -1,0 +1,33 @@
+# The README's commands. Everything runs from the repository root in .venv.
+SHELL := /bin/bash
+PY := .venv/bin/python
+DATA ?=
+OUTPUT ?= output
+MODEL ?= cnn
+RUN_ARGS ?=
+
+.PHONY: setup test lint typecheck run lock clean
+
+setup:  ## .venv with every pinned dependency (Debian 12 and 13)
+	bash scripts/setup_venv.sh
+
+test: setup  ## lint, types, then the whole suite (e2e and slow tests included)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m pytest -v
+
+lint:
+	$(PY) -m ruff check .
+
+typecheck:
+	$(PY) -m mypy
+
+run: setup  ## the local pipeline end to end
+	$(PY) -m pipeline.local_runner $(if $(DATA),--data=$(DATA)) --output_dir=$(OUTPUT) --model=$(MODEL) $(RUN_ARGS)
+
+lock:  ## re-pin requirements.txt from requirements.in
+	.cache/setup/tools/bin/uv pip compile requirements.in --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_39 -o requirements.txt --custom-compile-command "make lock"
+
+clean:
+	rm -rf output .pytest_cache

@@ -1,0 +1,1 @@
+"""ImdbExampleGen: the aclImdb dataset as a TFX ExampleGen."""

@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines v2 compilation and submission of the same pipeline."""

@@ -1,0 +1,1 @@
+"""Keras model builders, the Transform preprocessing_fn and the Trainer run_fn."""

@@ -1,0 +1,1 @@
+"""The TFX pipeline factory and its local runner."""

@@ -1,0 +1,1 @@
+"""TF-Serving-compatible serving and clients of the pushed model."""
