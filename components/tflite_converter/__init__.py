@@ -1,0 +1,1 @@
+"""TFLiteConverter: the blessed, pushed model as TFLite files for mobile apps."""

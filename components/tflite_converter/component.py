@@ -1,0 +1,128 @@
+"""TFLiteConverter: turns the pushed model into the mobile artefacts.
+
+Runs after the Pusher so the TFLite files carry the pushed version:
+OUTPUT/tflite/<version>/ gets one `.tflite` per variant, the vocabulary, the
+tokenizer spec and a manifest with each variant's agreement with the
+SavedModel on eval reviews. A variant outside its tolerance fails the run and
+nothing is published (files are written to a temporary folder, then renamed).
+"""
+
+# No `from __future__ import annotations`: TFX's @component reads real type hints.
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+from tfx.types import artifact, artifact_utils
+from tfx.utils import io_utils, path_utils
+
+from components.dedup_pusher import DUPLICATE_OF
+from components.tflite_converter import convert as conv
+from models import features, text
+from models.preprocessing import VOCAB_NAME
+from models.trainer import OUTPUT_KEY, SIGNATURE_TOKEN_IDS
+
+__all__ = ["TFLiteConverter", "TFLiteModel", "MANIFEST", "TOKENIZER", "VOCAB"]
+
+MANIFEST, TOKENIZER, VOCAB = "manifest.json", "tokenizer.json", "vocab.txt"
+
+
+class TFLiteModel(artifact.Artifact):
+    """The mobile artefacts of one pushed model version."""
+
+    TYPE_NAME = "TFLiteModel"
+
+
+def _eval_texts(examples: artifact.Artifact, count: int) -> list[bytes]:
+    split_dir = artifact_utils.get_split_uri([examples], "eval")
+    files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
+    raw = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
+    return [tf.train.Example.FromString(r.numpy()).features.feature[features.TEXT]
+            .bytes_list.value[0] for r in raw]
+
+
+def _token_ids(transform_dir: str, texts: list[bytes]) -> np.ndarray:
+    output = tft.TFTransformOutput(transform_dir)
+    ids = output.transform_raw_features({features.TEXT: tf.constant(texts)[:, None]},
+                                        drop_unused_features=True)
+    return ids[features.transformed_name(features.TOKEN_IDS)].numpy().astype(np.int32)
+
+
+def _publish(staging: str, final: str) -> None:
+    if tf.io.gfile.exists(final):
+        tf.io.gfile.rmtree(final)
+    tf.io.gfile.rename(staging, final)
+
+
+@tfx.dsl.components.component
+def TFLiteConverter(  # noqa: N802 - TFX component names are CamelCase
+    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel],
+    transform_graph: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.TransformGraph],
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    tflite: tfx.dsl.components.OutputArtifact[TFLiteModel],
+    output_dir: tfx.dsl.components.Parameter[str],
+    num_oov_buckets: tfx.dsl.components.Parameter[int],
+    check_examples: tfx.dsl.components.Parameter[int] = 256,
+) -> None:
+    """Converts and checks every variant of conv.VARIANTS for the pushed version."""
+    pushed = pushed_model.get_int_custom_property("pushed") == 1
+    version = (pushed_model.get_string_custom_property("pushed_version") if pushed
+               else pushed_model.get_string_custom_property(DUPLICATE_OF))
+    if not version:
+        tflite.set_string_custom_property("status", "not_pushed")
+        logging.info("TFLiteConverter: the candidate was not pushed: nothing to convert")
+        return
+    final = os.path.join(output_dir, version)
+    tflite.set_string_custom_property("version", version)
+    if tf.io.gfile.exists(os.path.join(final, MANIFEST)):  # same model, converted before
+        tflite.set_string_custom_property("status", "already_converted")
+        io_utils.copy_dir(final, tflite.uri)
+        logging.info("TFLiteConverter: version %s is already converted in %s", version, final)
+        return
+    model_dir = path_utils.serving_model_path(model.uri)
+    texts = _eval_texts(examples, check_examples)
+    ids = _token_ids(transform_graph.uri, texts)
+    loaded = tf.saved_model.load(model_dir)
+    reference = loaded.signatures[SIGNATURE_TOKEN_IDS](token_ids=tf.constant(ids))[OUTPUT_KEY]
+    reference = reference.numpy()
+
+    staging = os.path.join(output_dir, f".staging-{version}")
+    if tf.io.gfile.exists(staging):
+        tf.io.gfile.rmtree(staging)
+    tf.io.gfile.makedirs(staging)
+    max_length = int(ids.shape[1])
+    manifest: dict[str, object] = {
+        "version": int(version), "input": {"name": features.TOKEN_IDS, "dtype": "int32",
+                                           "shape": [1, max_length]},
+        "output": {"name": OUTPUT_KEY, "dtype": "float32", "meaning": "P(positive)"},
+        "vocab": VOCAB, "tokenizer": TOKENIZER, "variants": {}}
+    for variant in conv.VARIANTS:
+        flatbuffer = conv.convert(model_dir, SIGNATURE_TOKEN_IDS, variant)
+        check = conv.agreement(reference, conv.tflite_probabilities(flatbuffer, ids))
+        logging.info("TFLiteConverter: %s: %d bytes, %s", variant.name, len(flatbuffer), check)
+        if check["max_abs_diff"] > variant.max_abs_diff or \
+                check["label_agreement"] < variant.min_agreement:
+            tf.io.gfile.rmtree(staging)
+            raise RuntimeError(
+                f"TFLite variant {variant.name} disagrees with the SavedModel: {check} "
+                f"(tolerance: max_abs_diff <= {variant.max_abs_diff}, "
+                f"label_agreement >= {variant.min_agreement}); nothing published")
+        file_name = f"model_{variant.name}.tflite"
+        with tf.io.gfile.GFile(os.path.join(staging, file_name), "wb") as handle:
+            handle.write(flatbuffer)
+        manifest["variants"][variant.name] = {  # type: ignore[index]
+            "file": file_name, "size_bytes": len(flatbuffer), **check}
+    vocab_file = tft.TFTransformOutput(transform_graph.uri).vocabulary_file_by_name(VOCAB_NAME)
+    tf.io.gfile.copy(vocab_file, os.path.join(staging, VOCAB), overwrite=True)
+    spec = text.tokenizer_spec(max_length, VOCAB, num_oov_buckets)
+    for name, payload in ((TOKENIZER, spec), (MANIFEST, manifest)):
+        with tf.io.gfile.GFile(os.path.join(staging, name), "w") as handle:
+            json.dump(payload, handle, indent=2)
+    io_utils.copy_dir(staging, tflite.uri)
+    _publish(staging, final)
+    tflite.set_string_custom_property("status", "converted")

@@ -1,0 +1,49 @@
+"""The Transform module: one `preprocessing_fn` for training and serving.
+
+Referenced by dotted path (`models.preprocessing.preprocessing_fn`). The
+vocabulary is analysed on the train split only (the pipeline's SplitsConfig).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from models import features, text
+
+__all__ = ["preprocessing_fn", "VOCAB_NAME", "FOLD", "NUM_FOLDS"]
+
+VOCAB_NAME = "tokens"
+#: Movie-grouped fold of each training review (hash of movie_id), so the
+#: Trainer can hold out a validation fold without a movie on both sides.
+FOLD = "fold"
+NUM_FOLDS = 10
+
+
+def _tokenize(raw_text: tf.Tensor) -> tf.RaggedTensor:
+    lowered = tf.strings.lower(tf.reshape(raw_text, [-1]))
+    no_html = tf.strings.regex_replace(lowered, text.HTML_TAG, " ")
+    spaced = tf.strings.regex_replace(no_html, text.PUNCTUATION, r" \1 ")
+    return tf.strings.split(spaced)
+
+
+def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> dict[str, Any]:
+    """text -> padded token ids; label and the validation fold pass through."""
+    vocab_size = int(custom_config["vocab_size"])
+    num_oov_buckets = int(custom_config["num_oov_buckets"])
+    max_length = int(custom_config["max_length"])
+
+    tokens = _tokenize(inputs[features.TEXT])
+    ids = tft.compute_and_apply_vocabulary(
+        tokens, top_k=vocab_size, num_oov_buckets=num_oov_buckets, vocab_filename=VOCAB_NAME)
+    padded = (ids + 1).to_tensor(default_value=text.PAD_ID, shape=[None, max_length])
+    # Serving graphs are pruned to the inputs they get: a raw-text request
+    # yields token ids alone, without label or fold.
+    return {
+        features.transformed_name(features.TOKEN_IDS): padded,
+        features.transformed_name(features.LABEL): tf.reshape(inputs[features.LABEL], [-1]),
+        FOLD: tf.strings.to_hash_bucket_fast(tf.reshape(inputs[features.MOVIE_ID], [-1]),
+                                             NUM_FOLDS),
+    }

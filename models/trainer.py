@@ -1,0 +1,140 @@
+"""The Trainer module: `run_fn` builds, fits and exports a model.
+
+Referenced by dotted path (`models.trainer.run_fn`). Early stopping watches a
+movie-grouped validation fold carved out of the *train* split: the eval split
+is the official test set, which nothing may be tuned on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from models import features
+from models.cnn import build_cnn
+from models.distribution import make_strategy
+from models.preprocessing import FOLD, VOCAB_NAME
+from pipeline.config import TrainConfig, TransformConfig
+
+__all__ = ["run_fn", "SIGNATURE_EXAMPLES", "SIGNATURE_TEXT", "SIGNATURE_TOKEN_IDS",
+           "OUTPUT_KEY", "HISTORY_FILE", "VALIDATION_FOLD"]
+
+SIGNATURE_EXAMPLES = "serving_default"
+SIGNATURE_TEXT = "serving_text"
+#: Token ids in, probability out: what the TFLite conversion starts from.
+SIGNATURE_TOKEN_IDS = "token_ids"
+OUTPUT_KEY = "probability"
+HISTORY_FILE = "history.json"
+VALIDATION_FOLD = 0
+
+_TOKEN_IDS = features.transformed_name(features.TOKEN_IDS)
+_LABEL = features.transformed_name(features.LABEL)
+_BUILDERS = {"cnn": build_cnn}
+
+
+def _dataset(files: list[str], spec: dict[str, Any], keep: Any, batch_size: int,
+             shuffle_seed: int | None) -> tf.data.Dataset:
+    """(token ids, label) batches of the transformed examples whose fold passes `keep`."""
+    paths = [p for pattern in files for p in tf.io.gfile.glob(pattern)]
+    ds = tf.data.TFRecordDataset(paths, compression_type="GZIP")
+    ds = ds.map(lambda raw: tf.io.parse_single_example(raw, spec),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.filter(lambda ex: keep(ex[FOLD]))
+    ds = ds.map(lambda ex: (tf.cast(ex[_TOKEN_IDS], tf.int32), ex[_LABEL])).cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(20_000, seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    clip = {"global_clipnorm": config.clipnorm} if config.clipnorm else {}
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay,
+                                      **clip)
+    return keras.optimizers.Adam(config.learning_rate, **clip)
+
+
+class _ServingModule(tf.Module):
+    """The exported object: the transform graph and the model, three signatures."""
+
+    def __init__(self, model: keras.Model, tft_output: tft.TFTransformOutput) -> None:
+        super().__init__()
+        self.model = model
+        self.tft_layer = tft_output.transform_features_layer()
+
+    def _from_raw(self, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        ids = self.tft_layer(raw)[_TOKEN_IDS]
+        return self._from_ids(tf.cast(ids, tf.int32))
+
+    def _from_ids(self, ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_KEY: tf.reshape(self.model(ids, training=False), [-1])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        spec = {features.TEXT: tf.io.FixedLenFeature([1], tf.string)}
+        return self._from_raw(tf.io.parse_example(examples, spec))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        # The transform graph takes the schema's shape: one string per example.
+        return self._from_raw({features.TEXT: tf.reshape(text, [-1, 1])})
+
+
+def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput,
+                         directory: str, max_length: int) -> None:
+    """SavedModel with the transform graph inside: no training/serving skew."""
+    module = _ServingModule(model, tft_output)
+    token_ids = tf.function(
+        module._from_ids,
+        input_signature=[tf.TensorSpec([None, max_length], tf.int32, name="token_ids")])
+    tf.saved_model.save(module, directory, signatures={
+        SIGNATURE_EXAMPLES: module.serve_examples.get_concrete_function(),
+        SIGNATURE_TEXT: module.serve_text.get_concrete_function(),
+        SIGNATURE_TOKEN_IDS: token_ids.get_concrete_function(),
+    })
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    """Fits the configured model under MirroredStrategy and exports it."""
+    train_config = TrainConfig(**fn_args.custom_config["train"])
+    transform_config = TransformConfig(**fn_args.custom_config["transform"])
+    keras.utils.set_random_seed(train_config.seed)
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    spec = tft_output.transformed_feature_spec()
+    vocab_total = (tft_output.vocabulary_size_by_name(VOCAB_NAME)
+                   + transform_config.num_oov_buckets + 1)
+
+    strategy = make_strategy()
+    batch = train_config.batch_size
+    train_ds = _dataset(fn_args.train_files, spec, lambda f: f != VALIDATION_FOLD, batch,
+                        shuffle_seed=train_config.seed)
+    valid_ds = _dataset(fn_args.train_files, spec, lambda f: f == VALIDATION_FOLD, batch,
+                        shuffle_seed=None)
+    with strategy.scope():
+        model = _BUILDERS[train_config.model](train_config, vocab_total,
+                                              transform_config.max_length)
+        model.compile(optimizer=_optimizer(train_config), loss="binary_crossentropy",
+                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
+                               keras.metrics.AUC(name="auc")])
+    model.summary(print_fn=logging.info)
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=train_config.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "tensorboard")),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(fn_args.model_run_dir, "checkpoints", "best.weights.h5"),
+            monitor="val_loss", save_best_only=True, save_weights_only=True),
+    ]
+    history = model.fit(train_ds, validation_data=valid_ds, epochs=train_config.epochs,
+                        callbacks=callbacks, verbose=2)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as handle:
+        json.dump({k: [float(v) for v in vs] for k, vs in history.history.items()}, handle)
+    export_serving_model(model, tft_output, fn_args.serving_model_dir, transform_config.max_length)
