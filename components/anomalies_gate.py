@@ -35,7 +35,7 @@ def describe_anomalies(split: str, anomalies: anomalies_pb2.Anomalies) -> list[s
 
 
 @tfx.dsl.components.component
-def AnomaliesGate(  # noqa: N802 - TFX component names are CamelCase
+def AnomaliesGate(
     anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
     schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
     validated_schema: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Schema],

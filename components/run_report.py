@@ -66,10 +66,25 @@ def _pr_curve(evaluation_uri: str) -> list[tuple[float, float, float]]:
     return []
 
 
+def _failure(slice_key: Any, failure: Any) -> str:
+    """E.g. `overall: binary_accuracy = 0.5012 fails change absolute >= -0.01 vs baseline`."""
+    threshold = failure.metric_threshold
+    if threshold.HasField("value_threshold"):
+        rule = f"needs >= {threshold.value_threshold.lower_bound.value:g}"
+    else:
+        rule = (f"may drop at most {-threshold.change_threshold.absolute.value:g} "
+                "vs the latest blessed model")
+    name = failure.metric_key.name + (" (change vs baseline)" if failure.metric_key.is_diff
+                                      else "")
+    value = failure.metric_value.double_value.value
+    message = f" ({failure.message})" if failure.message else ""
+    return f"{_slice_name(slice_key)}: {name} = {value:.4f}, {rule}{message}"
+
+
 def _validation(evaluation_uri: str) -> dict[str, Any]:
     result = tfma.load_validation_result(evaluation_uri)
     failures = [
-        f"{f.metric_key.name}: {f.message}"
+        _failure(tfma.slicer.deserialize_slice_key(per_slice.slice_key), f)
         for per_slice in result.metric_validations_per_slice for f in per_slice.failures]
     return {"ok": bool(result.validation_ok), "failures": failures}
 
@@ -153,7 +168,7 @@ def _tflite_summary(tflite: TFLiteModel) -> dict[str, Any]:
 
 
 @tfx.dsl.components.component
-def RunReport(  # noqa: N802 - TFX component names are CamelCase
+def RunReport(
     evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
     blessing: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel],

@@ -22,7 +22,8 @@ class MaskedMean(layers.Layer):
     """
 
     def call(self, embedded, ids):  # type: ignore[no-untyped-def]
-        mask = keras.ops.expand_dims(keras.ops.cast(keras.ops.not_equal(ids, 0), embedded.dtype), -1)
+        real = keras.ops.cast(keras.ops.not_equal(ids, 0), embedded.dtype)
+        mask = keras.ops.expand_dims(real, -1)
         total = keras.ops.sum(embedded * mask, axis=1)
         return total / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
 

@@ -125,7 +125,8 @@ def run_fn(fn_args: FnArgs) -> None:
                                keras.metrics.AUC(name="auc")])
     model.summary(print_fn=logging.info)
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=train_config.early_stopping_patience,
+        keras.callbacks.EarlyStopping(monitor="val_loss",
+                                      patience=train_config.early_stopping_patience,
                                       restore_best_weights=True),
         keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "tensorboard")),
         keras.callbacks.ModelCheckpoint(

@@ -88,7 +88,8 @@ def _print_summary(output_dir: Path, progress: _Progress, started: float) -> Non
         if isinstance(value, float):
             print(f"  {name:<24} {value:.4f}")
     if summary and not summary["blessed"]:
-        print(f"\n!!! CANDIDATE NOT BLESSED: nothing was pushed. {summary['validation']['failures']}")
+        failures = summary["validation"]["failures"]
+        print(f"\n!!! CANDIDATE NOT BLESSED: nothing was pushed. Why: {failures}")
     elif summary.get("already_pushed"):
         print(f"\nModel unchanged: already pushed as version {summary['pushed_version']}; "
               "nothing new pushed.")
@@ -103,7 +104,9 @@ def _print_summary(output_dir: Path, progress: _Progress, started: float) -> Non
           f"\n  peak RSS     {peak_mb:.0f} MiB\n{_BANNER}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None) -> dict[str, float]:
+    """Parses `argv`, runs the pipeline, prints the summary; returns the wall
+    time of each component (seconds)."""
     started = time.monotonic()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TF's C++ INFO lines drown the progress
     from pipeline.config import from_args
@@ -126,6 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = _install_progress_logging()
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
     _print_summary(config.output_dir, progress, started)
+    return progress.durations
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(argv)
     return 0
 
 

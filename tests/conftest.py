@@ -32,3 +32,12 @@ def dev_archive() -> Path:
     if not value or not Path(value).exists():
         pytest.skip("IMDB_DATA does not point at the aclImdb dataset")
     return Path(value)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Split the CPU into 2 logical devices before any test initialises
+    TensorFlow, as the local runner does at process start, so MirroredStrategy
+    really mirrors in tests."""
+    from models.distribution import configure_logical_cpus
+
+    configure_logical_cpus(2)

@@ -49,3 +49,15 @@ def feature(example: tf.train.Example, key: str) -> Any:
     values: Iterable[Any] = kind.int64_list.value or kind.bytes_list.value
     value = next(iter(values))
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def node_states(db: Path) -> dict[str, list[str]]:
+    """{pipeline node id: [state of each of its executions, oldest first]}."""
+    mlmd = store(db)
+    states = {}
+    for context in mlmd.get_contexts_by_type("node"):
+        node = context.name.split(".", 1)[-1]
+        executions = sorted(mlmd.get_executions_by_context(context.id), key=lambda e: e.id)
+        states[node] = [metadata_store_pb2.Execution.State.Name(e.last_known_state)
+                        for e in executions]
+    return states

@@ -58,7 +58,7 @@ def _publish(staging: str, final: str) -> None:
 
 
 @tfx.dsl.components.component
-def TFLiteConverter(  # noqa: N802 - TFX component names are CamelCase
+def TFLiteConverter(
     model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
     pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel],
     transform_graph: tfx.dsl.components.InputArtifact[
