@@ -8,7 +8,7 @@ from keras import layers
 from models import features
 from pipeline.config import TrainConfig
 
-__all__ = ["build_cnn", "MaskedMean"]
+__all__ = ["build_cnn", "MaskedMean", "HashedBigramMean"]
 
 KERNEL_SIZES = (3, 4, 5)
 
@@ -28,9 +28,39 @@ class MaskedMean(layers.Layer):
         return total / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
 
 
+@keras.saving.register_keras_serializable(package="imdb")
+class HashedBigramMean(layers.Layer):
+    """Mean embedding of the review's hashed token-id bigrams (fastText-style).
+
+    Word pairs ("not good", "at all") carry sentiment that single tokens do
+    not; hashing keeps the table bounded. Integer ops and a gather only, so
+    it converts to TFLite builtins.
+    """
+
+    def __init__(self, buckets: int, dim: int, vocab_total: int, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        self.buckets, self.dim, self.vocab_total = buckets, dim, vocab_total
+        self.embedding = layers.Embedding(buckets, dim)
+
+    def call(self, ids):  # type: ignore[no-untyped-def]
+        first, second = ids[:, :-1], ids[:, 1:]
+        # vocab_total**2 stays far below 2**31 for any sane vocabulary.
+        hashed = keras.ops.mod(first * self.vocab_total + second, self.buckets)
+        real = keras.ops.cast(keras.ops.logical_and(keras.ops.not_equal(first, 0),
+                                                    keras.ops.not_equal(second, 0)), "float32")
+        mask = keras.ops.expand_dims(real, -1)
+        total = keras.ops.sum(self.embedding(hashed) * mask, axis=1)
+        return total / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+
+    def get_config(self):  # type: ignore[no-untyped-def]
+        return {**super().get_config(), "buckets": self.buckets, "dim": self.dim,
+                "vocab_total": self.vocab_total}
+
+
 def build_cnn(config: TrainConfig, vocab_total: int, max_length: int) -> keras.Model:
-    """Embedding -> parallel Conv1D n-gram detectors (max-pooled) + masked mean
-    -> dense head with dropout and optional L2 -> sigmoid probability."""
+    """Embedding -> parallel Conv1D n-gram detectors (max-pooled), masked mean
+    of the embeddings and (optionally) of hashed bigrams -> dense head with
+    dropout and optional L2 -> sigmoid probability."""
     l2 = keras.regularizers.L2(config.l2) if config.l2 else None
     ids = keras.Input(shape=(max_length,), dtype="int32", name=features.TOKEN_IDS)
     embedded = layers.Embedding(vocab_total, config.embedding_dim, name="embedding")(ids)
@@ -42,6 +72,10 @@ def build_cnn(config: TrainConfig, vocab_total: int, max_length: int) -> keras.M
         for size in KERNEL_SIZES
     ]
     pooled.append(MaskedMean(name="masked_mean")(dropped, ids))
+    if config.bigram_buckets:
+        bigrams = HashedBigramMean(config.bigram_buckets, config.bigram_dim, vocab_total,
+                                   name="bigram_mean")(ids)
+        pooled.append(layers.Dropout(config.dropout / 2)(bigrams))
     hidden = layers.Dropout(config.dropout)(layers.Concatenate()(pooled))
     hidden = layers.Dense(64, activation="relu", kernel_regularizer=l2)(hidden)
     hidden = layers.Dropout(config.dropout)(hidden)

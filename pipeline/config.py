@@ -48,7 +48,7 @@ class DataConfig:
 class TransformConfig:
     vocab_size: int = _field(20_000, "vocabulary size (most frequent train tokens)")
     num_oov_buckets: int = _field(1, "hash buckets for out-of-vocabulary tokens")
-    max_length: int = _field(256, "tokens per review after padding/truncation")
+    max_length: int = _field(400, "tokens per review after padding/truncation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +62,10 @@ class TrainConfig:
     clipnorm: float = _field(1.0, "gradient clipping by global norm (0 = off)")
     dropout: float = _field(0.5, "dropout rate")
     l2: float = _field(0.0, "L2 penalty on dense kernels")
-    embedding_dim: int = _field(128, "token embedding width")
-    filters: int = _field(128, "CNN filters per kernel size")
+    embedding_dim: int = _field(64, "token embedding width")
+    filters: int = _field(64, "CNN filters per kernel size")
+    bigram_buckets: int = _field(100_003, "hash buckets of the bigram-bag branch (0 = off)")
+    bigram_dim: int = _field(16, "embedding width of the bigram-bag branch")
     early_stopping_patience: int = _field(2, "epochs without eval improvement before stopping")
     num_cpu_devices: int = _field(2, "logical CPU devices for MirroredStrategy when no GPU")
     seed: int = _field(42, "random seed")

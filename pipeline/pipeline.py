@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
@@ -59,7 +60,7 @@ def eval_config(config: EvalConfig) -> tfma.EvalConfig:
         # Thresholds judge the overall slice only: per-rating slices (rating 4
         # or 7 reviews are hard) are reported, not gated.
         tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=[
-            tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+            config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
                                          threshold=accuracy_threshold)]),
         tfma.MetricConfig(class_name="Precision"),
         tfma.MetricConfig(class_name="Recall"),
