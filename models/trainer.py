@@ -41,7 +41,13 @@ _BUILDERS = {"cnn": build_cnn}
 
 def _dataset(files: list[str], spec: dict[str, Any], keep: Any, batch_size: int,
              shuffle_seed: int | None) -> tf.data.Dataset:
-    """(token ids, label) batches of the transformed examples whose fold passes `keep`."""
+    """(token ids, label) batches of the transformed examples whose fold passes `keep`.
+
+    Training batches (shuffled) drop the last partial batch: MirroredStrategy
+    splits each batch across replicas, and an uneven split gives the replicas
+    embedding gradients of different shapes, which the collective all-reduce
+    rejects ("Shape mismatch in the collective instance").
+    """
     paths = [p for pattern in files for p in tf.io.gfile.glob(pattern)]
     ds = tf.data.TFRecordDataset(paths, compression_type="GZIP")
     ds = ds.map(lambda raw: tf.io.parse_single_example(raw, spec),
@@ -50,7 +56,7 @@ def _dataset(files: list[str], spec: dict[str, Any], keep: Any, batch_size: int,
     ds = ds.map(lambda ex: (tf.cast(ex[_TOKEN_IDS], tf.int32), ex[_LABEL])).cache()
     if shuffle_seed is not None:
         ds = ds.shuffle(20_000, seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=shuffle_seed is not None).prefetch(tf.data.AUTOTUNE)
 
 
 def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
@@ -112,7 +118,8 @@ def run_fn(fn_args: FnArgs) -> None:
                    + transform_config.num_oov_buckets + 1)
 
     strategy = make_strategy()
-    batch = train_config.batch_size
+    replicas = strategy.num_replicas_in_sync
+    batch = max(replicas, train_config.batch_size // replicas * replicas)
     train_ds = _dataset(fn_args.train_files, spec, lambda f: f != VALIDATION_FOLD, batch,
                         shuffle_seed=train_config.seed)
     valid_ds = _dataset(fn_args.train_files, spec, lambda f: f == VALIDATION_FOLD, batch,

@@ -4,6 +4,7 @@ the real dev archive when IMDB_DATA points at one."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from models.distribution import configure_logical_cpus
 
     configure_logical_cpus(2)
+    # TFX's Beam executors parse sys.argv with absl flags; pytest's own options
+    # ("-v" is absl's --verbosity) would then fail the run. pytest has read
+    # them already.
+    del sys.argv[1:]

@@ -20,7 +20,7 @@ from tests.tfx_helpers import node_states
 
 pytestmark = pytest.mark.e2e
 
-SPEC = DemoCorpusSpec(train_per_class=200, test_per_class=80, unsup=0, reviews_per_movie=5)
+SPEC = DemoCorpusSpec(train_per_class=300, test_per_class=80, unsup=0, reviews_per_movie=5)
 NODES = {"ImdbExampleGen", "StatisticsGen", "SchemaGen", "curated_schema", "ExampleValidator",
          "AnomaliesGate", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator",
          "Pusher", "TFLiteConverter", "RunReport"}
@@ -29,9 +29,11 @@ REVIEWS = [b"A wonderful, brilliant film. The acting was superb!",
 
 
 def _run(corpus: Path, out: Path, *extra: str) -> dict:
-    args = [f"--data={corpus}", f"--output_dir={out}", "--epochs=4", "--max_length=48",
-            "--vocab_size=400", "--embedding_dim=16", "--filters=16", "--batch_size=32",
-            "--min_accuracy=0.75", "--allow_download=false", *extra]
+    args = [f"--data={corpus}", f"--output_dir={out}", "--epochs=6", "--max_length=48",
+            "--vocab_size=400", "--embedding_dim=16", "--filters=16", "--bigram_buckets=1009",
+            "--batch_size=32", "--learning_rate=0.003", "--dropout=0.2",
+            "--early_stopping_patience=3", "--min_accuracy=0.75", "--allow_download=false",
+            *extra]
     assert local_runner.main(args) == 0
     return json.loads((out / "metrics.json").read_text())
 
