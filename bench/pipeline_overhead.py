@@ -46,7 +46,8 @@ def _plain_keras(data: str, epochs: int, args: list[str]) -> dict[str, float]:
                .shuffle(len(labels), seed=config.train.seed).batch(config.train.batch_size))
     with make_strategy().scope():
         model = build_cnn(config.train, len(vocab) + 2, config.transform.max_length)
-        model.compile(optimizer=_optimizer(config.train), loss="binary_crossentropy",
+        steps = len(labels) // config.train.batch_size * epochs
+        model.compile(optimizer=_optimizer(config.train, steps), loss="binary_crossentropy",
                       metrics=["accuracy"])
     model.fit(dataset, epochs=epochs, verbose=2)
     done = time.monotonic()

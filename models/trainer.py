@@ -59,12 +59,17 @@ def _dataset(files: list[str], spec: dict[str, Any], keep: Any, batch_size: int,
     return ds.batch(batch_size, drop_remainder=shuffle_seed is not None).prefetch(tf.data.AUTOTUNE)
 
 
-def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+def _optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
+    """Adam or AdamW with optional global-norm clipping; with the cosine
+    schedule the rate decays to 0 over all epochs (the last, low-rate steps
+    settle into a flatter minimum than a constant rate does)."""
     clip = {"global_clipnorm": config.clipnorm} if config.clipnorm else {}
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
+    if config.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, total_steps))
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay,
-                                      **clip)
-    return keras.optimizers.Adam(config.learning_rate, **clip)
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay, **clip)
+    return keras.optimizers.Adam(rate, **clip)
 
 
 class _ServingModule(tf.Module):
@@ -124,10 +129,13 @@ def run_fn(fn_args: FnArgs) -> None:
                         shuffle_seed=train_config.seed)
     valid_ds = _dataset(fn_args.train_files, spec, lambda f: f == VALIDATION_FOLD, batch,
                         shuffle_seed=None)
+    # One pass fills the cache and tells the schedule how long an epoch is.
+    steps_per_epoch = int(train_ds.reduce(0, lambda count, _: count + 1))
     with strategy.scope():
         model = _BUILDERS[train_config.model](train_config, vocab_total,
                                               transform_config.max_length)
-        model.compile(optimizer=_optimizer(train_config), loss="binary_crossentropy",
+        model.compile(optimizer=_optimizer(train_config, steps_per_epoch * train_config.epochs),
+                      loss="binary_crossentropy",
                       metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
                                keras.metrics.AUC(name="auc")])
     model.summary(print_fn=logging.info)

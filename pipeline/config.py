@@ -48,15 +48,17 @@ class DataConfig:
 class TransformConfig:
     vocab_size: int = _field(20_000, "vocabulary size (most frequent train tokens)")
     num_oov_buckets: int = _field(1, "hash buckets for out-of-vocabulary tokens")
-    max_length: int = _field(400, "tokens per review after padding/truncation")
+    max_length: int = _field(512, "tokens per review after padding/truncation")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     model: str = _field("cnn", "model architecture", choices=("cnn",))
-    epochs: int = _field(6, "maximum epochs (early stopping may end sooner)")
+    epochs: int = _field(4, "epochs (early stopping may end sooner)")
     batch_size: int = _field(64, "global batch size (split across replicas)")
     learning_rate: float = _field(1e-3, "peak learning rate")
+    lr_schedule: str = _field("cosine", "learning-rate schedule over all epochs",
+                              choices=("cosine", "constant"))
     optimizer: str = _field("adamw", "optimizer", choices=("adam", "adamw"))
     weight_decay: float = _field(1e-4, "AdamW decoupled weight decay")
     clipnorm: float = _field(1.0, "gradient clipping by global norm (0 = off)")
