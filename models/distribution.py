@@ -32,9 +32,20 @@ def configure_logical_cpus(count: int) -> bool:
 
 
 def make_strategy() -> tf.distribute.MirroredStrategy:
-    """All GPUs if any, else all logical CPU devices."""
+    """All GPUs if any (default all-reduce, NCCL), else all logical CPU devices.
+
+    On CPUs the reduction goes through one device: the default collective
+    all-reduce fails on the second strategy of a process ("Shape mismatch in
+    the collective instance") when the embeddings' sparse gradients differ in
+    size between replicas, as they do from batch to batch.
+    """
     gpus = tf.config.list_logical_devices("GPU")
-    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    strategy = tf.distribute.MirroredStrategy(devices)
+    if gpus:
+        devices = [d.name for d in gpus]
+        strategy = tf.distribute.MirroredStrategy(devices)
+    else:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        strategy = tf.distribute.MirroredStrategy(
+            devices, cross_device_ops=tf.distribute.ReductionToOneDevice(devices[0]))
     logging.info("MirroredStrategy over %d replica(s): %s", strategy.num_replicas_in_sync, devices)
     return strategy
