@@ -28,7 +28,8 @@ class _Progress(std_logging.Filter):
     """Lets through one line per component start/finish (with its wall time),
     our own modules' messages and every warning; drops the INFO flood."""
 
-    _OURS = ("components", "models", "pipeline")
+    _OURS = tuple(str(Path(__file__).resolve().parent.parent / package) + os.sep
+                  for package in ("components", "models", "pipeline"))
     # Known, harmless warnings TFX 1.21 prints many times per run.
     _NOISE = (
         "ArtifactQuery.property_predicate is not supported",
@@ -57,7 +58,7 @@ class _Progress(std_logging.Filter):
             return True
         if record.levelno >= std_logging.WARNING:
             return not message.startswith(self._NOISE)
-        return record.pathname.replace(os.sep, "/").split("/")[-2] in self._OURS
+        return os.path.abspath(record.pathname).startswith(self._OURS)
 
 
 def _install_progress_logging() -> _Progress:
