@@ -44,8 +44,7 @@ def _eval_texts(examples: artifact.Artifact, count: int) -> list[bytes]:
             .bytes_list.value[0] for r in raw]
 
 
-def _token_ids(transform_dir: str, texts: list[bytes]) -> np.ndarray:
-    output = tft.TFTransformOutput(transform_dir)
+def _token_ids(output: tft.TFTransformOutput, texts: list[bytes]) -> np.ndarray:
     ids = output.transform_raw_features({features.TEXT: tf.constant(texts)[:, None]},
                                         drop_unused_features=True)
     return ids[features.transformed_name(features.TOKEN_IDS)].numpy().astype(np.int32)
@@ -86,7 +85,8 @@ def TFLiteConverter(
         return
     model_dir = path_utils.serving_model_path(model.uri)
     texts = _eval_texts(examples, check_examples)
-    ids = _token_ids(transform_graph.uri, texts)
+    transform_output = tft.TFTransformOutput(transform_graph.uri)
+    ids = _token_ids(transform_output, texts)
     loaded = tf.saved_model.load(model_dir)
     reference = loaded.signatures[SIGNATURE_TOKEN_IDS](token_ids=tf.constant(ids))[OUTPUT_KEY]
     reference = reference.numpy()
@@ -102,7 +102,7 @@ def TFLiteConverter(
         "output": {"name": OUTPUT_KEY, "dtype": "float32", "meaning": "P(positive)"},
         "vocab": VOCAB, "tokenizer": TOKENIZER, "variants": {}}
     for variant in conv.VARIANTS:
-        flatbuffer = conv.convert(model_dir, SIGNATURE_TOKEN_IDS, variant)
+        flatbuffer = conv.convert(loaded, SIGNATURE_TOKEN_IDS, variant)
         check = conv.agreement(reference, conv.tflite_probabilities(flatbuffer, ids))
         logging.info("TFLiteConverter: %s: %d bytes, %s", variant.name, len(flatbuffer), check)
         if check["max_abs_diff"] > variant.max_abs_diff or \
@@ -117,7 +117,7 @@ def TFLiteConverter(
             handle.write(flatbuffer)
         manifest["variants"][variant.name] = {  # type: ignore[index]
             "file": file_name, "size_bytes": len(flatbuffer), **check}
-    vocab_file = tft.TFTransformOutput(transform_graph.uri).vocabulary_file_by_name(VOCAB_NAME)
+    vocab_file = transform_output.vocabulary_file_by_name(VOCAB_NAME)
     tf.io.gfile.copy(vocab_file, os.path.join(staging, VOCAB), overwrite=True)
     spec = text.tokenizer_spec(max_length, VOCAB, num_oov_buckets)
     for name, payload in ((TOKENIZER, spec), (MANIFEST, manifest)):

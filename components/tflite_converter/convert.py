@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -45,9 +46,8 @@ VARIANTS = (
 )
 
 
-def convert(saved_model_dir: str, signature: str, variant: Variant) -> bytes:
-    """TFLite flatbuffer of one signature, builtin ops only."""
-    loaded = tf.saved_model.load(saved_model_dir)
+def convert(loaded: Any, signature: str, variant: Variant) -> bytes:
+    """TFLite flatbuffer of one signature of a loaded SavedModel, builtin ops only."""
     concrete = loaded.signatures[signature]
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
