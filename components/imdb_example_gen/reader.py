@@ -10,6 +10,7 @@ folder or urls file, a corrupt archive) raise `IngestError` naming the path.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import tarfile
@@ -183,7 +184,15 @@ def _tar_member_bytes(path: Path, tar: tarfile.TarFile, member: tarfile.TarInfo)
 
 def _scan_tar(path: Path) -> tuple[set[str], dict[str, bytes]]:
     """First pass: the folder listing and the urls_*.txt files, which the
-    archive stores after the reviews they describe."""
+    archive stores after the reviews they describe. Remembered per file
+    version, so `has_test_split` and `read_reviews` decompress it once."""
+    stat = path.stat()
+    return _scan_tar_version(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _scan_tar_version(path: Path, mtime_ns: int, size: int) -> tuple[set[str], dict[str, bytes]]:
+    del mtime_ns, size  # cache key only: a rewritten archive is scanned again
     listing: set[str] = set()
     urls: dict[str, bytes] = {}
     for rel, tar, member in _iter_tar(path):
