@@ -28,7 +28,7 @@ def _plain_keras(data: str, epochs: int, args: list[str]) -> dict[str, float]:
     from models import text
     from models.cnn import build_cnn
     from models.distribution import make_strategy
-    from models.trainer import _optimizer
+    from models.trainer import make_optimizer
     from pipeline.config import from_args
 
     config = from_args(args)
@@ -47,7 +47,7 @@ def _plain_keras(data: str, epochs: int, args: list[str]) -> dict[str, float]:
     with make_strategy().scope():
         model = build_cnn(config.train, len(vocab) + 2, config.transform.max_length)
         steps = len(labels) // config.train.batch_size * epochs
-        model.compile(optimizer=_optimizer(config.train, steps), loss="binary_crossentropy",
+        model.compile(optimizer=make_optimizer(config.train, steps), loss="binary_crossentropy",
                       metrics=["accuracy"])
     model.fit(dataset, epochs=epochs, verbose=2)
     done = time.monotonic()

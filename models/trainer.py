@@ -23,7 +23,8 @@ from models.distribution import make_strategy
 from models.preprocessing import FOLD, VOCAB_NAME
 from pipeline.config import TrainConfig, TransformConfig
 
-__all__ = ["run_fn", "SIGNATURE_EXAMPLES", "SIGNATURE_TEXT", "SIGNATURE_TOKEN_IDS",
+__all__ = ["run_fn", "make_optimizer",
+           "SIGNATURE_EXAMPLES", "SIGNATURE_TEXT", "SIGNATURE_TOKEN_IDS",
            "OUTPUT_KEY", "HISTORY_FILE", "VALIDATION_FOLD"]
 
 SIGNATURE_EXAMPLES = "serving_default"
@@ -59,7 +60,7 @@ def _dataset(files: list[str], spec: dict[str, Any], keep: Any, batch_size: int,
     return ds.batch(batch_size, drop_remainder=shuffle_seed is not None).prefetch(tf.data.AUTOTUNE)
 
 
-def _optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
+def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
     """Adam or AdamW with optional global-norm clipping; with the cosine
     schedule the rate decays to 0 over all epochs (the last, low-rate steps
     settle into a flatter minimum than a constant rate does)."""
@@ -134,7 +135,7 @@ def run_fn(fn_args: FnArgs) -> None:
     with strategy.scope():
         model = _BUILDERS[train_config.model](train_config, vocab_total,
                                               transform_config.max_length)
-        model.compile(optimizer=_optimizer(train_config, steps_per_epoch * train_config.epochs),
+        model.compile(optimizer=make_optimizer(train_config, steps_per_epoch * train_config.epochs),
                       loss="binary_crossentropy",
                       metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
                                keras.metrics.AUC(name="auc")])
