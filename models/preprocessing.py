@@ -13,9 +13,8 @@ import tensorflow_transform as tft
 
 from models import features, text
 
-__all__ = ["preprocessing_fn", "VOCAB_NAME", "FOLD", "NUM_FOLDS"]
+__all__ = ["preprocessing_fn", "FOLD", "NUM_FOLDS"]
 
-VOCAB_NAME = "tokens"
 #: Movie-grouped fold of each training review (hash of movie_id), so the
 #: Trainer can hold out a validation fold without a movie on both sides.
 FOLD = "fold"
@@ -37,8 +36,8 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
 
     tokens = _tokenize(inputs[features.TEXT])
     ids = tft.compute_and_apply_vocabulary(
-        tokens, top_k=vocab_size, num_oov_buckets=num_oov_buckets, vocab_filename=VOCAB_NAME)
-    padded = (ids + 1).to_tensor(default_value=text.PAD_ID, shape=[None, max_length])
+        tokens, top_k=vocab_size, num_oov_buckets=num_oov_buckets, vocab_filename=text.VOCAB_NAME)
+    padded = (ids + text.ID_OFFSET).to_tensor(default_value=text.PAD_ID, shape=[None, max_length])
     # Serving graphs are pruned to the inputs they get: a raw-text request
     # yields token ids alone, without label or fold.
     return {

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["HTML_TAG", "PUNCTUATION", "PAD_ID", "tokenize_py", "tokenizer_spec", "lookup_ids"]
+__all__ = ["HTML_TAG", "PUNCTUATION", "PAD_ID", "ID_OFFSET", "VOCAB_NAME", "first_oov_id",
+           "vocab_total", "tokenize_py", "tokenizer_spec", "lookup_ids"]
 
 # The raw reviews contain HTML break tags (`<br /><br />`) and other markup:
 # they carry no sentiment, so each tag becomes a space.
@@ -20,8 +21,26 @@ HTML_TAG = r"<[^>]*>"
 # Punctuation becomes its own token ("great!" -> "great !"): "!" and "?" carry
 # sentiment, and glued punctuation would split one word into many vocab entries.
 PUNCTUATION = r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])"""
-#: Token id of padding; vocabulary ids start at 1.
+# The token-id scheme, shared by Transform, the models, TFLite and mobile apps:
+#   0                                   padding
+#   1 .. V                              vocabulary entry i (0-based) -> i + ID_OFFSET
+#   V + 1 .. V + num_oov_buckets        out-of-vocabulary buckets
+#: Token id of padding.
 PAD_ID = 0
+#: Vocabulary ids are shifted by this much so that 0 stays free for padding.
+ID_OFFSET = 1
+#: Name of the Transform vocabulary (its file name in the transform graph).
+VOCAB_NAME = "tokens"
+
+
+def first_oov_id(vocab_size: int) -> int:
+    """Id of the first out-of-vocabulary bucket for a vocabulary of `vocab_size` entries."""
+    return vocab_size + ID_OFFSET
+
+
+def vocab_total(vocab_size: int, num_oov_buckets: int) -> int:
+    """Number of distinct ids (padding, vocabulary, OOV buckets): the embedding rows."""
+    return first_oov_id(vocab_size) + num_oov_buckets
 
 _HTML = re.compile(HTML_TAG)
 _PUNCT = re.compile(PUNCTUATION)
@@ -36,8 +55,8 @@ def tokenize_py(text: str) -> list[str]:
 def lookup_ids(tokens: list[str], vocab: dict[str, int], max_length: int) -> list[int]:
     """Token ids as Transform computes them: vocab index + 1, out-of-vocabulary
     -> len(vocab) + 1 (one OOV bucket), truncated then padded with PAD_ID."""
-    oov = len(vocab) + 1
-    ids = [vocab[token] + 1 if token in vocab else oov for token in tokens][:max_length]
+    oov = first_oov_id(len(vocab))
+    ids = [vocab[token] + ID_OFFSET if token in vocab else oov for token in tokens][:max_length]
     return ids + [PAD_ID] * (max_length - len(ids))
 
 
@@ -51,7 +70,7 @@ def tokenizer_spec(max_length: int, vocab_file: str, num_oov_buckets: int) -> di
         "punctuation_replacement": r" \1 ",
         "split": "whitespace",
         "vocab_file": vocab_file,
-        "vocab_id_offset": 1,
+        "vocab_id_offset": ID_OFFSET,
         "pad_id": PAD_ID,
         "num_oov_buckets": num_oov_buckets,
         "oov_id": "len(vocab) + 1",

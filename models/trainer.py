@@ -17,10 +17,10 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import features
+from models import features, text
 from models.cnn import build_cnn
 from models.distribution import make_strategy
-from models.preprocessing import FOLD, VOCAB_NAME
+from models.preprocessing import FOLD
 from pipeline.config import TrainConfig, TransformConfig
 
 __all__ = ["run_fn", "make_optimizer",
@@ -120,8 +120,8 @@ def run_fn(fn_args: FnArgs) -> None:
     keras.utils.set_random_seed(train_config.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = tft_output.transformed_feature_spec()
-    vocab_total = (tft_output.vocabulary_size_by_name(VOCAB_NAME)
-                   + transform_config.num_oov_buckets + 1)
+    vocab_total = text.vocab_total(tft_output.vocabulary_size_by_name(text.VOCAB_NAME),
+                                   transform_config.num_oov_buckets)
 
     strategy = make_strategy()
     replicas = strategy.num_replicas_in_sync

@@ -11,7 +11,8 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
 from models import features, text
-from models.preprocessing import FOLD, NUM_FOLDS, VOCAB_NAME, preprocessing_fn
+from models.preprocessing import FOLD, NUM_FOLDS, preprocessing_fn
+from models.text import VOCAB_NAME
 
 TOKEN_IDS = features.transformed_name(features.TOKEN_IDS)
 LABEL = features.transformed_name(features.LABEL)

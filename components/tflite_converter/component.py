@@ -22,7 +22,6 @@ from tfx.utils import io_utils, path_utils
 from components.dedup_pusher import DUPLICATE_OF
 from components.tflite_converter import convert as conv
 from models import features, text
-from models.preprocessing import VOCAB_NAME
 from models.trainer import OUTPUT_KEY, SIGNATURE_TOKEN_IDS
 
 __all__ = ["TFLiteConverter", "TFLiteModel", "MANIFEST", "TOKENIZER", "VOCAB"]
@@ -117,7 +116,7 @@ def TFLiteConverter(
             handle.write(flatbuffer)
         manifest["variants"][variant.name] = {  # type: ignore[index]
             "file": file_name, "size_bytes": len(flatbuffer), **check}
-    vocab_file = transform_output.vocabulary_file_by_name(VOCAB_NAME)
+    vocab_file = transform_output.vocabulary_file_by_name(text.VOCAB_NAME)
     tf.io.gfile.copy(vocab_file, os.path.join(staging, VOCAB), overwrite=True)
     spec = text.tokenizer_spec(max_length, VOCAB, num_oov_buckets)
     for name, payload in ((TOKENIZER, spec), (MANIFEST, manifest)):
