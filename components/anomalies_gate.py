@@ -13,12 +13,14 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
+from components.errors import UserFacingError
+
 __all__ = ["AnomaliesGate", "DataValidationError", "describe_anomalies"]
 
 _ANOMALIES_FILE = "SchemaDiff.pb"
 
 
-class DataValidationError(RuntimeError):
+class DataValidationError(UserFacingError, RuntimeError):
     """The examples do not match the curated schema."""
 
 

@@ -6,9 +6,9 @@ import keras
 from keras import layers
 
 from models import features
-from pipeline.config import TrainConfig
+from models.config import TrainConfig
 
-__all__ = ["build_cnn", "MaskedMean", "HashedBigramMean"]
+__all__ = ["build_cnn", "bigram_bucket", "MaskedMean", "HashedBigramMean"]
 
 KERNEL_SIZES = (3, 4, 5)
 
@@ -28,6 +28,17 @@ class MaskedMean(layers.Layer):
         return total / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
 
 
+def bigram_bucket(first, second, vocab_total: int, buckets: int):  # type: ignore[no-untyped-def]
+    """Bucket of the id pair (first, second): (first * vocab_total + second) mod buckets.
+
+    In int64: the pair index reaches vocab_total**2, which overflows int32
+    once the vocabulary passes ~46k ids. Only the bucket (< buckets) goes
+    back to int32 for the embedding lookup.
+    """
+    pair = (keras.ops.cast(first, "int64") * vocab_total + keras.ops.cast(second, "int64"))
+    return keras.ops.cast(keras.ops.mod(pair, buckets), "int32")
+
+
 @keras.saving.register_keras_serializable(package="imdb")
 class HashedBigramMean(layers.Layer):
     """Mean embedding of the review's hashed token-id bigrams (fastText-style).
@@ -44,8 +55,7 @@ class HashedBigramMean(layers.Layer):
 
     def call(self, ids):  # type: ignore[no-untyped-def]
         first, second = ids[:, :-1], ids[:, 1:]
-        # vocab_total**2 stays far below 2**31 for any sane vocabulary.
-        hashed = keras.ops.mod(first * self.vocab_total + second, self.buckets)
+        hashed = bigram_bucket(first, second, self.vocab_total, self.buckets)
         real = keras.ops.cast(keras.ops.logical_and(keras.ops.not_equal(first, 0),
                                                     keras.ops.not_equal(second, 0)), "float32")
         mask = keras.ops.expand_dims(real, -1)

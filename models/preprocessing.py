@@ -1,7 +1,9 @@
 """The Transform module: one `preprocessing_fn` for training and serving.
 
 Referenced by dotted path (`models.preprocessing.preprocessing_fn`). The
-vocabulary is analysed on the train split only (the pipeline's SplitsConfig).
+vocabulary is analysed on the train split only, and only train and valid are
+transformed (the pipeline's SplitsConfig): the Evaluator reads the raw eval
+split through the exported model's `serving_default` signature.
 """
 
 from __future__ import annotations
@@ -13,12 +15,7 @@ import tensorflow_transform as tft
 
 from models import features, text
 
-__all__ = ["preprocessing_fn", "FOLD", "NUM_FOLDS"]
-
-#: Movie-grouped fold of each training review (hash of movie_id), so the
-#: Trainer can hold out a validation fold without a movie on both sides.
-FOLD = "fold"
-NUM_FOLDS = 10
+__all__ = ["preprocessing_fn"]
 
 
 def _tokenize(raw_text: tf.Tensor) -> tf.RaggedTensor:
@@ -29,7 +26,7 @@ def _tokenize(raw_text: tf.Tensor) -> tf.RaggedTensor:
 
 
 def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> dict[str, Any]:
-    """text -> padded token ids; label and the validation fold pass through."""
+    """text -> padded token ids; the label passes through."""
     vocab_size = int(custom_config["vocab_size"])
     num_oov_buckets = int(custom_config["num_oov_buckets"])
     max_length = int(custom_config["max_length"])
@@ -39,10 +36,8 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
         tokens, top_k=vocab_size, num_oov_buckets=num_oov_buckets, vocab_filename=text.VOCAB_NAME)
     padded = (ids + text.ID_OFFSET).to_tensor(default_value=text.PAD_ID, shape=[None, max_length])
     # Serving graphs are pruned to the inputs they get: a raw-text request
-    # yields token ids alone, without label or fold.
+    # yields token ids alone, without the label.
     return {
         features.transformed_name(features.TOKEN_IDS): padded,
         features.transformed_name(features.LABEL): tf.reshape(inputs[features.LABEL], [-1]),
-        FOLD: tf.strings.to_hash_bucket_fast(tf.reshape(inputs[features.MOVIE_ID], [-1]),
-                                             NUM_FOLDS),
     }

@@ -1,8 +1,9 @@
 """The Trainer module: `run_fn` builds, fits and exports a model.
 
-Referenced by dotted path (`models.trainer.run_fn`). Early stopping watches a
-movie-grouped validation fold carved out of the *train* split: the eval split
-is the official test set, which nothing may be tuned on.
+Referenced by dotted path (`models.trainer.run_fn`). It reads the `train` and
+`valid` splits only: early stopping and checkpoints watch `valid` (movies
+held out of the official train/ set). The eval split is the official test
+set, which nothing may be tuned on; the pipeline never hands it to the Trainer.
 """
 
 from __future__ import annotations
@@ -17,32 +18,21 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import features, text
+from models import contract, features, text
 from models.cnn import build_cnn
+from models.config import TrainConfig, TransformConfig
 from models.distribution import make_strategy
-from models.preprocessing import FOLD
-from pipeline.config import TrainConfig, TransformConfig
 
-__all__ = ["run_fn", "make_optimizer",
-           "SIGNATURE_EXAMPLES", "SIGNATURE_TEXT", "SIGNATURE_TOKEN_IDS",
-           "OUTPUT_KEY", "HISTORY_FILE", "VALIDATION_FOLD"]
-
-SIGNATURE_EXAMPLES = "serving_default"
-SIGNATURE_TEXT = "serving_text"
-#: Token ids in, probability out: what the TFLite conversion starts from.
-SIGNATURE_TOKEN_IDS = "token_ids"
-OUTPUT_KEY = "probability"
-HISTORY_FILE = "history.json"
-VALIDATION_FOLD = 0
+__all__ = ["run_fn", "make_optimizer", "export_serving_model"]
 
 _TOKEN_IDS = features.transformed_name(features.TOKEN_IDS)
 _LABEL = features.transformed_name(features.LABEL)
 _BUILDERS = {"cnn": build_cnn}
 
 
-def _dataset(files: list[str], spec: dict[str, Any], keep: Any, batch_size: int,
+def _dataset(files: list[str], spec: dict[str, Any], batch_size: int,
              shuffle_seed: int | None) -> tf.data.Dataset:
-    """(token ids, label) batches of the transformed examples whose fold passes `keep`.
+    """(token ids, label) batches of transformed examples.
 
     Training batches (shuffled) drop the last partial batch: MirroredStrategy
     splits each batch across replicas, and an uneven split gives the replicas
@@ -53,7 +43,6 @@ def _dataset(files: list[str], spec: dict[str, Any], keep: Any, batch_size: int,
     ds = tf.data.TFRecordDataset(paths, compression_type="GZIP")
     ds = ds.map(lambda raw: tf.io.parse_single_example(raw, spec),
                 num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.filter(lambda ex: keep(ex[FOLD]))
     ds = ds.map(lambda ex: (tf.cast(ex[_TOKEN_IDS], tf.int32), ex[_LABEL])).cache()
     if shuffle_seed is not None:
         ds = ds.shuffle(20_000, seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -86,14 +75,14 @@ class _ServingModule(tf.Module):
         return self._from_ids(tf.cast(ids, tf.int32))
 
     def _from_ids(self, ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_KEY: tf.reshape(self.model(ids, training=False), [-1])}
+        return {contract.OUTPUT_KEY: tf.reshape(self.model(ids, training=False), [-1])}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.INPUT_EXAMPLES)])
     def serve_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
         spec = {features.TEXT: tf.io.FixedLenFeature([1], tf.string)}
         return self._from_raw(tf.io.parse_example(examples, spec))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.INPUT_TEXT)])
     def serve_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         # The transform graph takes the schema's shape: one string per example.
         return self._from_raw({features.TEXT: tf.reshape(text, [-1, 1])})
@@ -105,11 +94,12 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput,
     module = _ServingModule(model, tft_output)
     token_ids = tf.function(
         module._from_ids,
-        input_signature=[tf.TensorSpec([None, max_length], tf.int32, name="token_ids")])
+        input_signature=[tf.TensorSpec([None, max_length], tf.int32,
+                                       name=contract.INPUT_TOKEN_IDS)])
     tf.saved_model.save(module, directory, signatures={
-        SIGNATURE_EXAMPLES: module.serve_examples.get_concrete_function(),
-        SIGNATURE_TEXT: module.serve_text.get_concrete_function(),
-        SIGNATURE_TOKEN_IDS: token_ids.get_concrete_function(),
+        contract.SIGNATURE_EXAMPLES: module.serve_examples.get_concrete_function(),
+        contract.SIGNATURE_TEXT: module.serve_text.get_concrete_function(),
+        contract.SIGNATURE_TOKEN_IDS: token_ids.get_concrete_function(),
     })
 
 
@@ -126,10 +116,8 @@ def run_fn(fn_args: FnArgs) -> None:
     strategy = make_strategy()
     replicas = strategy.num_replicas_in_sync
     batch = max(replicas, train_config.batch_size // replicas * replicas)
-    train_ds = _dataset(fn_args.train_files, spec, lambda f: f != VALIDATION_FOLD, batch,
-                        shuffle_seed=train_config.seed)
-    valid_ds = _dataset(fn_args.train_files, spec, lambda f: f == VALIDATION_FOLD, batch,
-                        shuffle_seed=None)
+    train_ds = _dataset(fn_args.train_files, spec, batch, shuffle_seed=train_config.seed)
+    valid_ds = _dataset(fn_args.eval_files, spec, batch, shuffle_seed=None)
     # One pass fills the cache and tells the schedule how long an epoch is.
     steps_per_epoch = int(train_ds.reduce(0, lambda count, _: count + 1))
     with strategy.scope():
@@ -152,6 +140,7 @@ def run_fn(fn_args: FnArgs) -> None:
     history = model.fit(train_ds, validation_data=valid_ds, epochs=train_config.epochs,
                         callbacks=callbacks, verbose=2)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as handle:
+    history_path = os.path.join(fn_args.model_run_dir, contract.HISTORY_FILE)
+    with tf.io.gfile.GFile(history_path, "w") as handle:
         json.dump({k: [float(v) for v in vs] for k, vs in history.history.items()}, handle)
     export_serving_model(model, tft_output, fn_args.serving_model_dir, transform_config.max_length)

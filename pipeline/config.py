@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+import sys
 import typing
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from models.config import CheckedConfig, TrainConfig, TransformConfig, allowed, check, field
 
 __all__ = [
     "DEFAULT_CACHE_DIR",
+    "CheckConfig",
+    "ConfigError",
     "DataConfig",
     "EvalConfig",
     "PipelineConfig",
@@ -27,66 +32,78 @@ __all__ = [
 ]
 
 DEFAULT_CACHE_DIR = "~/.cache/imdb-sentiment"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-def _field(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - mirrors argparse
-    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    data: str | None = _field(None, "aclImdb/ folder or aclImdb_v1.tar.gz; 'demo' for the "
-                                    "generated corpus; unset: $IMDB_DATA, cache, download, demo")
-    cache_dir: str = _field(DEFAULT_CACHE_DIR, "where the downloaded archive and demo corpus live")
-    allow_download: bool = _field(True, "download the official archive when no data is given")
-    eval_fraction: float = _field(0.2, "share of train/ movies held out as eval when the "
-                                       "source has no official test/ set")
-    include_unsup: bool = _field(False, "also ingest the 50k unlabeled reviews (unsup split)")
+class ConfigError(ValueError):
+    """A configuration value is out of its range; the message names the flag."""
 
 
 @dataclasses.dataclass(frozen=True)
-class TransformConfig:
-    vocab_size: int = _field(20_000, "vocabulary size (most frequent train tokens)")
-    num_oov_buckets: int = _field(1, "hash buckets for out-of-vocabulary tokens")
-    max_length: int = _field(512, "tokens per review after padding/truncation")
+class DataConfig(CheckedConfig):
+    data: str | None = field(None, "aclImdb/ folder or aclImdb_v1.tar.gz; 'demo' for the "
+                                   "generated corpus; unset: $IMDB_DATA, cache, download, demo")
+    cache_dir: str = field(DEFAULT_CACHE_DIR, "where the downloaded archive and demo corpus live")
+    allow_download: bool = field(True, "download the official archive when no data is given")
+    valid_fraction: float = field(0.1, "share of train/ movies held out as the `valid` split "
+                                       "(early stopping, TFLite checks)",
+                                  low=0, high=1, low_open=True, high_open=True)
+    eval_fraction: float = field(0.2, "share of train/ movies held out as eval when the "
+                                      "source has no official test/ set",
+                                 low=0, high=1, low_open=True, high_open=True)
+    include_unsup: bool = field(False, "also ingest the 50k unlabeled reviews (unsup split)")
+    schema_dir: str = field("", "folder of the curated schema.pbtxt the data is validated "
+                                "against; empty: the bundled pipeline/schema")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.valid_fraction + self.eval_fraction >= 1:
+            raise ValueError(f"--valid_fraction={self.valid_fraction} + --eval_fraction="
+                             f"{self.eval_fraction}: must add up to less than 1 (train/ needs "
+                             "movies left to train on)")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    model: str = _field("cnn", "model architecture", choices=("cnn",))
-    epochs: int = _field(4, "epochs (early stopping may end sooner)")
-    batch_size: int = _field(64, "global batch size (split across replicas)")
-    learning_rate: float = _field(1e-3, "peak learning rate")
-    lr_schedule: str = _field("cosine", "learning-rate schedule over all epochs",
-                              choices=("cosine", "constant"))
-    optimizer: str = _field("adamw", "optimizer", choices=("adam", "adamw"))
-    weight_decay: float = _field(1e-4, "AdamW decoupled weight decay")
-    clipnorm: float = _field(1.0, "gradient clipping by global norm (0 = off)")
-    dropout: float = _field(0.5, "dropout rate")
-    l2: float = _field(0.0, "L2 penalty on dense kernels")
-    embedding_dim: int = _field(64, "token embedding width")
-    filters: int = _field(64, "CNN filters per kernel size")
-    bigram_buckets: int = _field(100_003, "hash buckets of the bigram-bag branch (0 = off)")
-    bigram_dim: int = _field(16, "embedding width of the bigram-bag branch")
-    early_stopping_patience: int = _field(2, "epochs without eval improvement before stopping")
-    num_cpu_devices: int = _field(2, "logical CPU devices for MirroredStrategy when no GPU")
-    seed: int = _field(42, "random seed")
+class EvalConfig(CheckedConfig):
+    min_accuracy: float = field(0.75, "absolute accuracy floor for blessing", low=0, high=1)
+    max_accuracy_drop: float = field(0.01, "tolerated accuracy drop vs the served model",
+                                     low=0, high=1)
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
-    min_accuracy: float = _field(0.75, "absolute accuracy floor for blessing")
-    max_accuracy_drop: float = _field(0.01, "tolerated accuracy regression vs the latest "
-                                            "blessed model")
+class CheckConfig(CheckedConfig):
+    """How closely each TFLite variant must follow the SavedModel on `valid` reviews."""
+
+    tflite_check_examples: int = field(256, "valid reviews the TFLite variants are checked on",
+                                       low=1, high=100_000)
+    float32_max_abs_diff: float = field(1e-4, "float32 TFLite: largest |p - p_savedmodel|",
+                                        low=0, high=1)
+    float32_min_agreement: float = field(1.0, "float32 TFLite: share of equal decisions",
+                                         low=0, high=1)
+    dynamic_range_max_abs_diff: float = field(0.1, "dynamic-range TFLite: largest "
+                                                   "|p - p_savedmodel|", low=0, high=1)
+    dynamic_range_min_agreement: float = field(0.97, "dynamic-range TFLite: share of equal "
+                                                     "decisions", low=0, high=1)
 
 
 @dataclasses.dataclass(frozen=True)
-class RunConfig:
-    output_dir: str = _field("output", "where metrics, reports, serving and tflite land")
-    pipeline_name: str = _field("imdb_sentiment", "TFX pipeline name")
-    model_name: str = _field("imdb_sentiment", "TF Serving model name")
-    beam_mode: str = _field("in_memory", "Beam DirectRunner running mode",
-                            choices=("in_memory", "multi_threading", "multi_processing"))
+class RunConfig(CheckedConfig):
+    output_dir: str = field("output", "where metrics, reports, serving and tflite land")
+    pipeline_name: str = field("imdb_sentiment", "TFX pipeline name")
+    model_name: str = field("imdb_sentiment", "TF Serving model name")
+    beam_mode: str = field("in_memory", "Beam DirectRunner running mode",
+                           choices=("in_memory", "multi_threading", "multi_processing"))
+    verbose: bool = field(False, "print full tracebacks (also kept in OUTPUT/logs/)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for flag, value in (("pipeline_name", self.pipeline_name),
+                            ("model_name", self.model_name)):
+            if not _NAME.match(value):
+                raise ValueError(f"--{flag}={value}: must be letters, digits, '_', '.' or '-' "
+                                 "(at most 128, starting with a letter or digit)")
+        if not self.output_dir:
+            raise ValueError("--output_dir: must not be empty")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,15 +112,8 @@ class PipelineConfig:
     transform: TransformConfig = dataclasses.field(default_factory=TransformConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    checks: CheckConfig = dataclasses.field(default_factory=CheckConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
-
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.run.output_dir).expanduser().resolve()
-
-    @property
-    def cache_dir(self) -> Path:
-        return Path(self.data.cache_dir).expanduser()
 
 
 def _sections() -> list[tuple[str, type]]:
@@ -126,26 +136,62 @@ def _scalar_type(hint: Any) -> Any:
     return _parse_bool if base is bool else base
 
 
+def _converter(f: dataclasses.Field[Any], hint: Any) -> Callable[[str], Any]:
+    """Parses a flag's text and checks its range, so a bad value is refused
+    while the flags are parsed, before anything runs."""
+    parse = _scalar_type(hint)
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except (TypeError, ValueError) as err:
+            raise argparse.ArgumentTypeError(
+                f"expected {allowed(f) if parse in (int, float) else parse.__name__}") from err
+        reason = check(f, value)
+        if reason:
+            raise argparse.ArgumentTypeError(reason)
+        return value
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """A user error is one line naming the flag and what it allows (exit 2):
+    no usage block, no traceback."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """One --flag per config field, grouped by section, defaults shown."""
-    parser = argparse.ArgumentParser(
+    """One --flag per config field, grouped by section, defaults and allowed values shown."""
+    parser = _OneLineParser(
         prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Run the IMDb sentiment TFX pipeline.")
     for section, cls in _sections():
         group = parser.add_argument_group(section)
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
+            ranged = f.metadata.get("low") is not None or f.metadata.get("high") is not None
+            help_text = f.metadata["help"] + (f" ({allowed(f)})" if ranged else "")
             group.add_argument(
-                f"--{f.name}", dest=f"{section}.{f.name}", type=_scalar_type(hints[f.name]),
-                default=f.default, help=f.metadata["help"], choices=f.metadata.get("choices"))
+                f"--{f.name}", dest=f"{section}.{f.name}", type=_converter(f, hints[f.name]),
+                default=f.default, help=help_text, choices=f.metadata.get("choices"))
     return parser
 
 
-def from_args(argv: Sequence[str] | None = None) -> PipelineConfig:
-    """Parses the command line into a PipelineConfig (unknown flags are errors)."""
-    values = vars(build_parser().parse_args(argv))
+def from_args(argv: Sequence[str] | None = None, prog: str | None = None) -> PipelineConfig:
+    """Parses the command line into a PipelineConfig. Unknown flags, bad values
+    and inconsistent combinations exit with status 2 and one line."""
+    parser = build_parser(prog)
+    values = vars(parser.parse_args(argv))
     sections = {}
     for section, cls in _sections():
         kwargs = {f.name: values[f"{section}.{f.name}"] for f in dataclasses.fields(cls)}
-        sections[section] = cls(**kwargs)
+        try:
+            sections[section] = cls(**kwargs)
+        except ValueError as err:
+            parser.error(str(err))
     return PipelineConfig(**sections)

@@ -3,8 +3,9 @@
     python -m pipeline.local_runner --help
 
 Thin by design: parse the config, split the CPU for MirroredStrategy (this
-must happen before TensorFlow initialises), resolve the dataset, run
-`create_pipeline(config)`, then print the metrics and where everything landed.
+must happen before TensorFlow initialises), resolve the dataset, schema and
+output paths, hand `create_pipeline` an SQLite ML Metadata store and
+DirectRunner arguments, then print the metrics and where everything landed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main"]
+from components.release.layout import LAST_RUN_FILE, METRICS_FILE, REPORT_FILE
+from pipeline import errors
+from pipeline.config import PipelineConfig
+
+__all__ = ["beam_args", "main", "resolve_config", "run"]
 
 _BANNER = "=" * 78
 
@@ -81,22 +86,24 @@ def _install_progress_logging() -> _Progress:
 
 
 def _print_summary(output_dir: Path, progress: _Progress, started: float) -> None:
-    metrics_path = output_dir / "metrics.json"
-    summary = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    overall = summary.get("metrics", {}).get("overall", {})
+    verdict_path = output_dir / LAST_RUN_FILE
+    verdict = json.loads(verdict_path.read_text()) if verdict_path.exists() else {}
+    overall = verdict.get("metrics", {}).get("overall", {})
     print(_BANNER)
     for name, value in overall.items():
         if isinstance(value, float):
             print(f"  {name:<24} {value:.4f}")
-    if summary and not summary["blessed"]:
-        failures = summary["validation"]["failures"]
-        print(f"\n!!! CANDIDATE NOT BLESSED: nothing was pushed. Why: {failures}")
-    elif summary.get("already_pushed"):
-        print(f"\nModel unchanged: already pushed as version {summary['pushed_version']}; "
-              "nothing new pushed.")
-    elif summary:
-        print(f"\nBlessed and pushed as version {summary['pushed_version']}.")
-    print(f"\n  metrics      {metrics_path}\n  report       {output_dir / 'report.html'}"
+    status = verdict.get("status")
+    if status == "not_blessed":
+        failures = "; ".join(verdict["validation"]["failures"])
+        print(f"\n!!! CANDIDATE NOT BLESSED: nothing was released. Why: {failures}")
+    elif status == "unchanged":
+        print(f"\nModel unchanged: it is already the served version {verdict['version']}; "
+              "nothing new released.")
+    elif status == "released":
+        print(f"\nBlessed and released as version {verdict['version']}.")
+    print(f"\n  metrics      {output_dir / METRICS_FILE}\n  report       "
+          f"{output_dir / REPORT_FILE}\n  this run     {verdict_path}"
           f"\n  serving      {output_dir / 'serving'}\n  tflite       {output_dir / 'tflite'}"
           f"\n  tfx/mlmd     {output_dir / 'tfx'}")
     timings = ", ".join(f"{k} {v:.0f}s" for k, v in progress.durations.items())
@@ -105,36 +112,81 @@ def _print_summary(output_dir: Path, progress: _Progress, started: float) -> Non
           f"\n  peak RSS     {peak_mb:.0f} MiB\n{_BANNER}")
 
 
-def run(argv: Sequence[str] | None = None) -> dict[str, float]:
-    """Parses `argv`, runs the pipeline, prints the summary; returns the wall
+def resolve_config(config: PipelineConfig, env_data: str | None) -> PipelineConfig:
+    """The config with the dataset, schema folder and output folder resolved
+    to absolute paths, so the pure pipeline factory needs no file system."""
+    from components.imdb_example_gen import reader
+    from components.imdb_example_gen.source import resolve_data_source
+    from pipeline.fingerprints import SCHEMA_DIR
+
+    source = resolve_data_source(config.data.data, env_data,
+                                 Path(config.data.cache_dir).expanduser(),
+                                 config.data.allow_download)
+    print(f"Data: {source.path} ({source.origin})", file=sys.stderr)
+    root = reader.dataset_root(source.path)
+    reader.has_test_split(root)  # fails fast, naming the path, on a bad layout or archive
+    schema_dir = Path(config.data.schema_dir).expanduser() if config.data.schema_dir \
+        else SCHEMA_DIR
+    if not (schema_dir / "schema.pbtxt").is_file():
+        raise FileNotFoundError(f"--schema_dir={schema_dir}: no schema.pbtxt in it")
+    output_dir = Path(config.run.output_dir).expanduser().resolve()
+    return dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, data=str(root), schema_dir=str(schema_dir.resolve())),
+        run=dataclasses.replace(config.run, output_dir=str(output_dir)))
+
+
+def beam_args(config: PipelineConfig) -> list[str]:
+    """DirectRunner settings: `in_memory` runs in this process (one worker);
+    the other modes use every core."""
+    mode = config.run.beam_mode
+    return [f"--direct_running_mode={mode}",
+            "--direct_num_workers=1" if mode == "in_memory" else "--direct_num_workers=0"]
+
+
+def run(config: PipelineConfig) -> dict[str, float]:
+    """Runs the pipeline for `config`, prints the summary; returns the wall
     time of each component (seconds)."""
     started = time.monotonic()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TF's C++ INFO lines drown the progress
-    from pipeline.config import from_args
-
-    config = from_args(argv)
     # Before anything initialises the TF runtime.
     from models.distribution import configure_logical_cpus
 
     configure_logical_cpus(config.train.num_cpu_devices)
     from tfx import v1 as tfx
 
-    from components.imdb_example_gen.source import ENV_VAR, resolve_data_source
+    from components.imdb_example_gen.source import ENV_VAR
+    from pipeline.fingerprints import code_versions
     from pipeline.pipeline import create_pipeline
 
-    source = resolve_data_source(config.data.data, os.environ.get(ENV_VAR), config.cache_dir,
-                                 config.data.allow_download)
-    print(f"Data: {source.path} ({source.origin})", file=sys.stderr)
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data,
-                                                                  data=str(source.path)))
+    config = resolve_config(config, os.environ.get(ENV_VAR))
+    output_dir = Path(config.run.output_dir)
     progress = _install_progress_logging()
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
-    _print_summary(config.output_dir, progress, started)
+    mlmd = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        str(output_dir / "tfx" / "metadata.sqlite"))
+    (output_dir / "tfx").mkdir(parents=True, exist_ok=True)
+    pipeline = create_pipeline(
+        config, metadata_connection_config=mlmd, beam_pipeline_args=beam_args(config),
+        code_versions=code_versions(schema_dir=Path(config.data.schema_dir)),
+        run_token=f"{time.time_ns():x}")
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    _print_summary(output_dir, progress, started)
     return progress.durations
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run(argv)
+    """Exit status: 0 for a completed run (released, unchanged or not
+    blessed), 1 when a check or the data failed (nothing released), 2 for a
+    bad flag. User errors print one line; --verbose adds the traceback, and
+    it is always saved under OUTPUT/logs/."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TF's C++ INFO lines drown the progress
+    from pipeline.config import from_args
+
+    config = from_args(argv, prog="pipeline.local_runner")
+    try:
+        run(config)
+    except Exception as err:
+        return errors.report(err, Path(config.run.output_dir).expanduser(),
+                             verbose=config.run.verbose)
     return 0
 
 

@@ -1,51 +1,38 @@
-"""`create_pipeline(config)`: the one pipeline factory both runners use.
+"""`create_pipeline(config, ...)`: the one pipeline factory both runners use.
 
-Pure: every path and knob comes from the PipelineConfig; nothing here knows
-which runner will execute the result.
+Pure: no file system access, no path resolution, no runner defaults. Every
+path and knob comes from the PipelineConfig (paths already resolved by the
+runner), the ML Metadata connection and Beam arguments from the runner, and
+the code fingerprints that make caches notice edits from `code_versions()`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-from pathlib import Path
+import posixpath
+from collections.abc import Sequence
+from typing import Any
 
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
 
-from components import dedup_pusher
 from components.anomalies_gate import AnomaliesGate
 from components.imdb_example_gen.component import imdb_example_gen
-from components.imdb_example_gen.executor import EVAL, TRAIN, UNSUP
-from components.run_report import RunReport
-from components.tflite_converter.component import TFLiteConverter
-from models import features
-from models.trainer import OUTPUT_KEY, SIGNATURE_EXAMPLES
-from pipeline.config import EvalConfig, PipelineConfig
+from components.release.component import Release, ServedBaseline
+from components.release.layout import serving_dir
+from components.tflite_converter.component import TFLiteCheck
+from components.tflite_converter.convert import VARIANTS
+from models import contract, features
+from pipeline.config import CheckConfig, EvalConfig, PipelineConfig
+from pipeline.fingerprints import CodeVersions
 
-__all__ = ["create_pipeline", "eval_config", "SCHEMA_DIR", "PREPROCESSING_FN", "RUN_FN"]
+__all__ = ["PREPROCESSING_FN", "RUN_FN", "create_pipeline", "eval_config", "tflite_tolerances"]
 
-REPO = Path(__file__).resolve().parent.parent
-SCHEMA_DIR = REPO / "pipeline" / "schema"
+_UNFINGERPRINTED = CodeVersions()
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
-# The code behind each dotted path: its fingerprint joins the cache key, so an
-# edited preprocessing_fn or model re-runs Transform or Trainer.
-_TRANSFORM_CODE = ("models/preprocessing.py", "models/text.py", "models/features.py")
-_TRAINER_CODE = ("models", "pipeline/config.py")
-
-
-def code_fingerprint(paths: tuple[str, ...]) -> str:
-    digest = hashlib.sha256()
-    for rel in paths:
-        target = REPO / rel
-        for file in sorted(target.rglob("*.py")) if target.is_dir() else [target]:
-            digest.update(str(file.relative_to(REPO)).encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def eval_config(config: EvalConfig) -> tfma.EvalConfig:
@@ -61,7 +48,7 @@ def eval_config(config: EvalConfig) -> tfma.EvalConfig:
         # or 7 reviews are hard) are reported, not gated.
         tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=[
             config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
-                                         threshold=accuracy_threshold)]),
+                                               threshold=accuracy_threshold)]),
         tfma.MetricConfig(class_name="Precision"),
         tfma.MetricConfig(class_name="Recall"),
         tfma.MetricConfig(class_name="F1Score"),
@@ -72,41 +59,72 @@ def eval_config(config: EvalConfig) -> tfma.EvalConfig:
                           config=json.dumps({"num_thresholds": 100})),
     ]
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name=SIGNATURE_EXAMPLES, label_key=features.LABEL,
-                                    prediction_key=OUTPUT_KEY)],
+        model_specs=[tfma.ModelSpec(signature_name=contract.SIGNATURE_EXAMPLES,
+                                    label_key=features.LABEL,
+                                    prediction_key=contract.OUTPUT_KEY)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.RATING])],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )
 
 
-def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
-    """ExampleGen -> stats/schema/validation -> Transform -> Trainer -> Evaluator
-    -> Pusher -> TFLite -> report. `config.data.data` must be a resolved path."""
-    source = config.data.data
-    if not source or not Path(source).exists():
-        raise ValueError(f"create_pipeline needs a resolved dataset path, got {source!r}")
-    out = config.output_dir
-    example_gen = imdb_example_gen(source, config.data.eval_fraction, config.data.include_unsup)
-    labelled = [TRAIN, EVAL]
+def tflite_tolerances(config: CheckConfig) -> dict[str, dict[str, float]]:
+    """{variant: {max_abs_diff, min_agreement}} from the `<variant>_*` config fields."""
+    return {v.name: {"max_abs_diff": getattr(config, f"{v.name}_max_abs_diff"),
+                     "min_agreement": getattr(config, f"{v.name}_min_agreement")}
+            for v in VARIANTS}
+
+
+def create_pipeline(
+    config: PipelineConfig, *,
+    metadata_connection_config: Any,
+    beam_pipeline_args: Sequence[str],
+    code_versions: CodeVersions = _UNFINGERPRINTED,
+    run_token: str = "",
+) -> tfx.dsl.Pipeline:
+    """ExampleGen -> statistics, schema, validation -> Transform -> Trainer ->
+    served baseline + Evaluator -> TFLite check -> Release.
+
+    `config.data.data` is the dataset (aclImdb/ folder or archive),
+    `config.data.schema_dir` the curated schema folder and
+    `config.run.output_dir` an absolute path or URI: the runner resolves
+    them. `run_token` differs per run and keeps the steps that look at the
+    published release (served baseline, release) out of the cache.
+    """
+    if not config.data.data or not config.data.schema_dir:
+        raise ValueError("create_pipeline needs resolved config.data.data and "
+                         "config.data.schema_dir (the runner resolves them)")
+    out = config.run.output_dir.rstrip("/")
+    example_gen = imdb_example_gen(
+        config.data.data, valid_fraction=config.data.valid_fraction,
+        eval_fraction=config.data.eval_fraction, include_unsup=config.data.include_unsup,
+        code_version=code_versions.ingest)
+    examples = example_gen.outputs["examples"]
     statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"], exclude_splits=[UNSUP])
+        examples=examples, exclude_splits=[contract.UNSUP])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    # The schema's fingerprint makes an edited schema a new artifact (the
+    # Importer reuses an artifact only when URI and properties match), so
+    # validation and everything after it re-run.
     curated_schema = tfx.dsl.Importer(
-        source_uri=str(SCHEMA_DIR), artifact_type=tfx.types.standard_artifacts.Schema,
+        source_uri=config.data.schema_dir, artifact_type=tfx.types.standard_artifacts.Schema,
+        custom_properties={"fingerprint": code_versions.schema},
     ).with_id("curated_schema")
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
-        schema=curated_schema.outputs["result"], exclude_splits=[UNSUP])
+        schema=curated_schema.outputs["result"], exclude_splits=[contract.UNSUP])
     gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"],
                          schema=curated_schema.outputs["result"])
     transform_params = dataclasses.asdict(config.transform)
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=labelled),
-        custom_config={**transform_params, "code": code_fingerprint(_TRANSFORM_CODE)},
+        # eval is never transformed: the Evaluator feeds raw eval examples to
+        # the exported model, and nothing on the training side may see them.
+        splits_config=tfx.proto.SplitsConfig(analyze=[contract.TRAIN],
+                                             transform=list(contract.TRAINER_SPLITS)),
+        custom_config={**transform_params, "code": code_versions.transform},
         # Statistics of token ids say little that StatisticsGen did not; skipping
         # them saves two TFDV passes over the data.
         disable_statistics=True,
@@ -115,50 +133,38 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
-        eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
+        train_args=tfx.proto.TrainArgs(splits=[contract.TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=[contract.VALID]),
         custom_config={"train": dataclasses.asdict(config.train), "transform": transform_params,
-                       "code": code_fingerprint(_TRAINER_CODE)},
+                       "code": code_versions.trainer},
     )
-    resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    model = trainer.outputs["model"]
+    served = ServedBaseline(model=model, serving_dir=serving_dir(out, config.run.model_name),
+                            run_token=run_token)
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
-        baseline_model=resolver.outputs["model"],
-        example_splits=[EVAL],
+        examples=examples,
+        model=model,
+        baseline_model=served.outputs["baseline"],
+        example_splits=[contract.EVAL],
         eval_config=eval_config(config.eval),
     )
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=str(out / "serving" / config.run.model_name))),
-        custom_executor_spec=executor_spec.ExecutorClassSpec(dedup_pusher.Executor),
-    )
-    tflite = TFLiteConverter(
-        model=trainer.outputs["model"], pushed_model=pusher.outputs["pushed_model"],
-        transform_graph=transform.outputs["transform_graph"],
-        examples=example_gen.outputs["examples"], output_dir=str(out / "tflite"),
-        num_oov_buckets=config.transform.num_oov_buckets)
-    report = RunReport(
-        evaluation=evaluator.outputs["evaluation"], blessing=evaluator.outputs["blessing"],
-        pushed_model=pusher.outputs["pushed_model"], model_run=trainer.outputs["model_run"],
-        tflite=tflite.outputs["tflite"], output_dir=str(out),
-        thresholds=json.dumps(dataclasses.asdict(config.eval)))
+    tflite = TFLiteCheck(
+        model=model, transform_graph=transform.outputs["transform_graph"], examples=examples,
+        tolerances=json.dumps(tflite_tolerances(config.checks), sort_keys=True),
+        num_oov_buckets=config.transform.num_oov_buckets,
+        check_examples=config.checks.tflite_check_examples, code_version=code_versions.tflite)
+    release = Release(
+        model=model, blessing=evaluator.outputs["blessing"],
+        evaluation=evaluator.outputs["evaluation"], baseline=served.outputs["baseline"],
+        tflite=tflite.outputs["tflite"], model_run=trainer.outputs["model_run"],
+        output_dir=out, model_name=config.run.model_name,
+        thresholds=json.dumps(dataclasses.asdict(config.eval)), run_token=run_token)
     return tfx.dsl.Pipeline(
         pipeline_name=config.run.pipeline_name,
-        pipeline_root=str(out / "tfx" / "pipeline_root"),
+        pipeline_root=posixpath.join(out, "tfx", "pipeline_root"),
         components=[example_gen, statistics_gen, schema_gen, curated_schema, example_validator,
-                    gate, transform, trainer, resolver, evaluator, pusher, tflite, report],
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(out / "tfx" / "metadata.sqlite")),
-        beam_pipeline_args=[f"--direct_running_mode={config.run.beam_mode}",
-                            "--direct_num_workers=0" if config.run.beam_mode != "in_memory"
-                            else "--direct_num_workers=1"],
+                    gate, transform, trainer, served, evaluator, tflite, release],
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args),
         enable_cache=True,
     )

@@ -125,8 +125,25 @@ def test_cached_archive_comes_before_a_download(tmp_path):
     def must_not_fetch(dest: Path) -> Path:
         raise AssertionError("downloaded although the cache had the archive")
 
-    got = resolve_data_source(None, None, tmp_path, fetch=must_not_fetch)
+    got = resolve_data_source(None, None, tmp_path, fetch=must_not_fetch,
+                              sha256=hashlib.sha256(b"x").hexdigest())
     assert got.origin == "cache"
+
+
+def test_cached_archive_with_the_wrong_checksum_is_fetched_again(tmp_path):
+    """A truncated or corrupt archive in the cache is not trusted because it exists."""
+    (tmp_path / source.ARCHIVE_NAME).write_bytes(b"trunc")
+    fetched = []
+
+    def fetch(dest: Path) -> Path:
+        fetched.append(dest)
+        dest.write_bytes(b"x")
+        return dest
+
+    got = resolve_data_source(None, None, tmp_path, fetch=fetch,
+                              sha256=hashlib.sha256(b"x").hexdigest())
+    assert fetched == [tmp_path / source.ARCHIVE_NAME]
+    assert got.origin == "download"
 
 
 def test_download_lands_in_the_cache(server, tmp_path):

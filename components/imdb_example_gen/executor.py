@@ -2,7 +2,8 @@
 
 Overrides `GenerateExamplesByBeam` because the split logic is the dataset's,
 not a hash of one input: `eval` is the official test/ set when present, else a
-holdout of train/ grouped by movie (no movie on both sides). Quarantined files
+holdout of train/ grouped by movie; `valid` is always a movie-grouped holdout
+of train/ (no movie on two sides of any split). Quarantined files
 and decoding repairs are counted into `ingest_report.json` beside the splits;
 a failed run removes every split it started writing.
 """
@@ -25,10 +26,11 @@ from tfx.utils import proto_utils
 
 from components.imdb_example_gen import reader
 from models import features
+from models.contract import EVAL, TRAIN, UNSUP, VALID
 
-__all__ = ["EVAL", "REPORT_FILE", "TRAIN", "UNSUP", "Executor", "assign_split", "to_example"]
+__all__ = ["REPORT_FILE", "Executor", "assign_split", "movie_bucket", "output_splits",
+           "to_example"]
 
-TRAIN, EVAL, UNSUP = "train", "eval", "unsup"
 REPORT_FILE = "ingest_report.json"
 _MAX_LISTED = 100
 
@@ -38,15 +40,29 @@ def movie_bucket(key: str) -> float:
     return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:15], 16) / 16**15
 
 
-def assign_split(review: reader.Review, eval_fraction: float | None) -> str:
-    """Output split of a review. `eval_fraction` None: eval is the official test set."""
+def assign_split(review: reader.Review, valid_fraction: float,
+                 eval_fraction: float | None) -> str:
+    """Output split of a review. `eval_fraction` None: eval is the official test set.
+
+    train/ movies fall into [0, 1) by hash: the first `eval_fraction` of that
+    range is eval (only without an official test set), the next
+    `valid_fraction` is valid, the rest is train. Grouping by movie keeps
+    every review of a movie on one side.
+    """
     if review.sentiment == "unsup":
         return UNSUP
     if review.split == "test":
         return EVAL
-    if eval_fraction is None:
-        return TRAIN
-    return EVAL if movie_bucket(review.movie_id or review.key) < eval_fraction else TRAIN
+    bucket = movie_bucket(review.movie_id or review.key)
+    held_out = eval_fraction or 0.0
+    if bucket < held_out:
+        return EVAL
+    return VALID if bucket < held_out + valid_fraction else TRAIN
+
+
+def output_splits(include_unsup: bool) -> list[str]:
+    """The splits ImdbExampleGen writes, in order."""
+    return [TRAIN, VALID, EVAL] + ([UNSUP] if include_unsup else [])
 
 
 def to_example(review: reader.Review) -> bytes:
@@ -80,7 +96,8 @@ def parse_custom_config(exec_properties: dict[str, Any]) -> dict[str, Any]:
 class _Summary(beam.CombineFn):
     """Counts every record by output split and lists what was set aside."""
 
-    def __init__(self, eval_fraction: float | None) -> None:
+    def __init__(self, valid_fraction: float, eval_fraction: float | None) -> None:
+        self._valid_fraction = valid_fraction
         self._eval_fraction = eval_fraction
 
     def create_accumulator(self) -> dict[str, Any]:
@@ -91,7 +108,7 @@ class _Summary(beam.CombineFn):
         if isinstance(record, reader.Quarantined):
             acc["quarantined"].append({"path": record.path, "reason": record.reason})
             return acc
-        split = assign_split(record, self._eval_fraction)
+        split = assign_split(record, self._valid_fraction, self._eval_fraction)
         folder = f"{record.split}/{record.sentiment}"
         label_key = f"{split}/{record.label}"
         for table, key in (("splits", split), ("folders", folder), ("labels", label_key)):
@@ -149,10 +166,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         source = options["source"]
         with_test = reader.has_test_split(source)  # also fails fast on a bad layout/archive
         eval_fraction = None if with_test else float(options["eval_fraction"])
+        valid_fraction = float(options["valid_fraction"])
         eval_source = ("official test/ set" if with_test
                        else f"{eval_fraction:.0%} of train/ movies (grouped by movie_id)")
         logging.info("ImdbExampleGen: reading %s; eval split = %s", source, eval_source)
-        split_names = [TRAIN, EVAL] + ([UNSUP] if options["include_unsup"] else [])
+        split_names = output_splits(bool(options["include_unsup"]))
 
         records = (
             pipeline
@@ -162,13 +180,13 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         )
         _ = (
             records
-            | "Summarise" >> beam.CombineGlobally(_Summary(eval_fraction))
+            | "Summarise" >> beam.CombineGlobally(_Summary(valid_fraction, eval_fraction))
             | "WriteReport" >> beam.Map(_write_report, self._report_path, source, eval_source)
         )
         reviews = records | "DropQuarantined" >> beam.Filter(lambda r: isinstance(r, reader.Review))
         parts = reviews | "Partition" >> beam.Partition(
-            lambda review, _n: split_names.index(assign_split(review, eval_fraction)),
-            len(split_names))
+            lambda review, _n: split_names.index(
+                assign_split(review, valid_fraction, eval_fraction)), len(split_names))
         return {
             name: parts[index] | f"ToExample[{name}]" >> beam.Map(to_example)
             for index, name in enumerate(split_names)

@@ -18,12 +18,15 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from components.errors import UserFacingError
+
 __all__ = [
     "RATING_RANGES",
     "ROOT_NAME",
     "IngestError",
     "Quarantined",
     "Review",
+    "dataset_root",
     "has_test_split",
     "parse_movie_id",
     "read_reviews",
@@ -38,7 +41,7 @@ _FILE_NAME = re.compile(r"^(\d+)_(\d+)\.txt$")
 _MOVIE_ID = re.compile(r"/title/(tt\d+)")
 
 
-class IngestError(RuntimeError):
+class IngestError(UserFacingError, RuntimeError):
     """The dataset cannot be read as a whole; the message names the path."""
 
 
@@ -131,6 +134,15 @@ def _dir_root(path: Path) -> Path:
         return path / ROOT_NAME
     raise IngestError(
         f"{path}: no train/ folder: expected the aclImdb/ layout (train/pos, train/neg, ...)")
+
+
+def dataset_root(source: str | os.PathLike[str]) -> Path:
+    """The aclImdb/ folder itself when given it or its parent; an archive as is.
+    Raises IngestError naming the path when it is neither."""
+    path = Path(source)
+    if not path.exists():
+        raise IngestError(f"{path}: no such file or directory")
+    return _dir_root(path) if path.is_dir() else path
 
 
 def _dir_listing(root: Path) -> set[str]:

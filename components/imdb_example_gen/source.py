@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from components.errors import UserFacingError
 from components.imdb_example_gen import demo_corpus
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "OFFICIAL_SHA256",
     "OFFICIAL_URL",
     "DataSource",
+    "DataSourceError",
     "DownloadError",
     "download",
     "resolve_data_source",
@@ -42,7 +44,11 @@ DEMO = "demo"
 _CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DataSourceError(UserFacingError, FileNotFoundError):
+    """The dataset named by --data or IMDB_DATA does not exist."""
+
+
+class DownloadError(UserFacingError, RuntimeError):
     """The archive could not be fetched or verified; the message says what to do."""
 
 
@@ -135,10 +141,12 @@ def resolve_data_source(
     cache_dir: Path,
     allow_download: bool = True,
     fetch: Callable[[Path], Path] | None = None,
+    sha256: str = OFFICIAL_SHA256,
 ) -> DataSource:
-    """Applies the resolution order above. `fetch` downloads into a path
-    (default: the official archive); failures fall through to the demo corpus
-    with the download error shown."""
+    """Applies the resolution order above. A cached archive is used only if
+    its sha256 is `sha256` (else it is downloaded again). `fetch` downloads
+    into a path (default: the official archive); failures fall through to the
+    demo corpus with the download error shown."""
     if explicit == DEMO:
         return _demo(cache_dir, "requested with --data=demo")
     for value, origin in ((explicit, "argument"), (env_value, "env")):
@@ -146,14 +154,17 @@ def resolve_data_source(
             path = Path(value).expanduser()
             if not path.exists():
                 what = "--data" if origin == "argument" else ENV_VAR
-                raise FileNotFoundError(f"{what}={value}: no such file or directory")
+                raise DataSourceError(f"{what}={value}: no such file or directory")
             return DataSource(path.resolve(), origin)
     cached = cache_dir / ARCHIVE_NAME
     if cached.exists():
-        return DataSource(cached, "cache")
+        if sha256_of(cached) == sha256:
+            return DataSource(cached, "cache")
+        print(f"WARNING: {cached} does not have the pinned sha256 {sha256} (partial or "
+              "corrupt?); fetching it again", file=sys.stderr)
     if not allow_download:
         return _demo(cache_dir, "no data given and downloads are disabled")
-    fetch = fetch or (lambda dest: download(OFFICIAL_URL, dest, OFFICIAL_SHA256))
+    fetch = fetch or (lambda dest: download(OFFICIAL_URL, dest, sha256))
     try:
         return DataSource(fetch(cached), "download")
     except DownloadError as err:

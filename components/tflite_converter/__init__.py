@@ -1,1 +1,1 @@
-"""TFLiteConverter: the blessed, pushed model as TFLite files for mobile apps."""
+"""TFLiteCheck: the candidate model as checked TFLite files for mobile apps."""

@@ -1,15 +1,17 @@
-"""TFLiteConverter: turns the pushed model into the mobile artefacts.
+"""TFLiteCheck: the candidate model as TFLite files, checked before any release.
 
-Runs after the Pusher so the TFLite files carry the pushed version:
-OUTPUT/tflite/<version>/ gets one `.tflite` per variant, the vocabulary, the
-tokenizer spec and a manifest with each variant's agreement with the
-SavedModel on eval reviews. A variant outside its tolerance fails the run and
-nothing is published (files are written to a temporary folder, then renamed).
+Converts the candidate's `token_ids` signature into every variant of
+convert.VARIANTS and checks each against the SavedModel on reviews of the
+`valid` split (never `eval`: the official test set reaches the Evaluator
+only). A variant outside its tolerance fails the run, so the release step
+never starts and nothing is published. The files (one `.tflite` per variant,
+the vocabulary, the tokenizer spec and a manifest) are this component's
+output artifact; the release step copies them to `tflite/<version>/`.
 """
 
 # No `from __future__ import annotations`: TFX's @component reads real type hints.
 import json
-import os
+import posixpath
 
 import numpy as np
 import tensorflow as tf
@@ -17,27 +19,32 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 from tfx.types import artifact, artifact_utils
-from tfx.utils import io_utils, path_utils
+from tfx.utils import path_utils
 
-from components.dedup_pusher import DUPLICATE_OF
+from components.errors import UserFacingError
 from components.tflite_converter import convert as conv
-from models import features, text
-from models.trainer import OUTPUT_KEY, SIGNATURE_TOKEN_IDS
+from models import contract, features, text
 
-__all__ = ["TFLiteConverter", "TFLiteModel", "MANIFEST", "TOKENIZER", "VOCAB"]
+__all__ = ["MANIFEST", "TOKENIZER", "VOCAB", "TFLiteCheck", "TFLiteCheckError", "TFLiteModel"]
 
 MANIFEST, TOKENIZER, VOCAB = "manifest.json", "tokenizer.json", "vocab.txt"
+#: The split the variants are checked on.
+CHECK_SPLIT = contract.VALID
 
 
 class TFLiteModel(artifact.Artifact):
-    """The mobile artefacts of one pushed model version."""
+    """The checked mobile artefacts of one candidate model."""
 
     TYPE_NAME = "TFLiteModel"
 
 
-def _eval_texts(examples: artifact.Artifact, count: int) -> list[bytes]:
-    split_dir = artifact_utils.get_split_uri([examples], "eval")
-    files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
+class TFLiteCheckError(UserFacingError, RuntimeError):
+    """A TFLite variant disagrees with the SavedModel beyond its tolerance."""
+
+
+def _texts(examples: artifact.Artifact, split: str, count: int) -> list[bytes]:
+    split_dir = artifact_utils.get_split_uri([examples], split)
+    files = tf.io.gfile.glob(posixpath.join(split_dir, "*.gz"))
     raw = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
     return [tf.train.Example.FromString(r.numpy()).features.feature[features.TEXT]
             .bytes_list.value[0] for r in raw]
@@ -49,79 +56,61 @@ def _token_ids(output: tft.TFTransformOutput, texts: list[bytes]) -> np.ndarray:
     return ids[features.transformed_name(features.TOKEN_IDS)].numpy().astype(np.int32)
 
 
-def _publish(staging: str, final: str) -> None:
-    if tf.io.gfile.exists(final):
-        tf.io.gfile.rmtree(final)
-    tf.io.gfile.rename(staging, final)
+def _write(path: str, payload: bytes | str) -> None:
+    with tf.io.gfile.GFile(path, "wb" if isinstance(payload, bytes) else "w") as handle:
+        handle.write(payload)
 
 
 @tfx.dsl.components.component
-def TFLiteConverter(
+def TFLiteCheck(
     model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
-    pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel],
     transform_graph: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.TransformGraph],
     examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
     tflite: tfx.dsl.components.OutputArtifact[TFLiteModel],
-    output_dir: tfx.dsl.components.Parameter[str],
+    tolerances: tfx.dsl.components.Parameter[str],
     num_oov_buckets: tfx.dsl.components.Parameter[int],
     check_examples: tfx.dsl.components.Parameter[int] = 256,
+    code_version: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
-    """Converts and checks every variant of conv.VARIANTS for the pushed version."""
-    pushed = pushed_model.get_int_custom_property("pushed") == 1
-    version = (pushed_model.get_string_custom_property("pushed_version") if pushed
-               else pushed_model.get_string_custom_property(DUPLICATE_OF))
-    if not version:
-        tflite.set_string_custom_property("status", "not_pushed")
-        logging.info("TFLiteConverter: the candidate was not pushed: nothing to convert")
-        return
-    final = os.path.join(output_dir, version)
-    tflite.set_string_custom_property("version", version)
-    if tf.io.gfile.exists(os.path.join(final, MANIFEST)):  # same model, converted before
-        tflite.set_string_custom_property("status", "already_converted")
-        io_utils.copy_dir(final, tflite.uri)
-        logging.info("TFLiteConverter: version %s is already converted in %s", version, final)
-        return
-    model_dir = path_utils.serving_model_path(model.uri)
-    texts = _eval_texts(examples, check_examples)
+    """Converts every variant and fails on the first one outside its tolerance.
+
+    `tolerances`: JSON {variant: {"max_abs_diff": x, "min_agreement": y}}.
+    """
+    del code_version  # joins the cache key only
+    limits = json.loads(tolerances)
+    texts = _texts(examples, CHECK_SPLIT, check_examples)
     transform_output = tft.TFTransformOutput(transform_graph.uri)
     ids = _token_ids(transform_output, texts)
-    loaded = tf.saved_model.load(model_dir)
-    reference = loaded.signatures[SIGNATURE_TOKEN_IDS](token_ids=tf.constant(ids))[OUTPUT_KEY]
-    reference = reference.numpy()
+    loaded = tf.saved_model.load(path_utils.serving_model_path(model.uri))
+    reference = loaded.signatures[contract.SIGNATURE_TOKEN_IDS](
+        **{contract.INPUT_TOKEN_IDS: tf.constant(ids)})[contract.OUTPUT_KEY].numpy()
 
-    staging = os.path.join(output_dir, f".staging-{version}")
-    if tf.io.gfile.exists(staging):
-        tf.io.gfile.rmtree(staging)
-    tf.io.gfile.makedirs(staging)
     max_length = int(ids.shape[1])
     manifest: dict[str, object] = {
-        "version": int(version), "input": {"name": features.TOKEN_IDS, "dtype": "int32",
-                                           "shape": [1, max_length]},
-        "output": {"name": OUTPUT_KEY, "dtype": "float32", "meaning": "P(positive)"},
-        "vocab": VOCAB, "tokenizer": TOKENIZER, "variants": {}}
+        "version": None,  # stamped by the release step
+        "input": {"name": features.TOKEN_IDS, "dtype": "int32", "shape": [1, max_length]},
+        "output": {"name": contract.OUTPUT_KEY, "dtype": "float32", "meaning": "P(positive)"},
+        "vocab": VOCAB, "tokenizer": TOKENIZER, "check_split": CHECK_SPLIT, "variants": {}}
     for variant in conv.VARIANTS:
-        flatbuffer = conv.convert(loaded, SIGNATURE_TOKEN_IDS, variant)
+        limit = limits[variant.name]
+        flatbuffer = conv.convert(loaded, contract.SIGNATURE_TOKEN_IDS, variant)
         check = conv.agreement(reference, conv.tflite_probabilities(flatbuffer, ids))
-        logging.info("TFLiteConverter: %s: %d bytes, %s", variant.name, len(flatbuffer), check)
-        if check["max_abs_diff"] > variant.max_abs_diff or \
-                check["label_agreement"] < variant.min_agreement:
-            tf.io.gfile.rmtree(staging)
-            raise RuntimeError(
-                f"TFLite variant {variant.name} disagrees with the SavedModel: {check} "
-                f"(tolerance: max_abs_diff <= {variant.max_abs_diff}, "
-                f"label_agreement >= {variant.min_agreement}); nothing published")
+        logging.info("TFLiteCheck: %s: %d bytes, %s", variant.name, len(flatbuffer), check)
+        if check["max_abs_diff"] > limit["max_abs_diff"] or \
+                check["label_agreement"] < limit["min_agreement"]:
+            raise TFLiteCheckError(
+                f"TFLite variant {variant.name} disagrees with the SavedModel on "
+                f"{check['examples']} {CHECK_SPLIT} reviews: max |dp| = "
+                f"{check['max_abs_diff']:.3g}, decision agreement = "
+                f"{check['label_agreement']:.4f} (allowed: max |dp| <= {limit['max_abs_diff']:g}, "
+                f"agreement >= {limit['min_agreement']:g}); nothing was released")
         file_name = f"model_{variant.name}.tflite"
-        with tf.io.gfile.GFile(os.path.join(staging, file_name), "wb") as handle:
-            handle.write(flatbuffer)
+        _write(posixpath.join(tflite.uri, file_name), flatbuffer)
         manifest["variants"][variant.name] = {  # type: ignore[index]
             "file": file_name, "size_bytes": len(flatbuffer), **check}
     vocab_file = transform_output.vocabulary_file_by_name(text.VOCAB_NAME)
-    tf.io.gfile.copy(vocab_file, os.path.join(staging, VOCAB), overwrite=True)
+    tf.io.gfile.copy(vocab_file, posixpath.join(tflite.uri, VOCAB), overwrite=True)
     spec = text.tokenizer_spec(max_length, VOCAB, num_oov_buckets)
-    for name, payload in ((TOKENIZER, spec), (MANIFEST, manifest)):
-        with tf.io.gfile.GFile(os.path.join(staging, name), "w") as handle:
-            json.dump(payload, handle, indent=2)
-    io_utils.copy_dir(staging, tflite.uri)
-    _publish(staging, final)
-    tflite.set_string_custom_property("status", "converted")
+    _write(posixpath.join(tflite.uri, TOKENIZER), json.dumps(spec, indent=2))
+    _write(posixpath.join(tflite.uri, MANIFEST), json.dumps(manifest, indent=2))

@@ -1,31 +1,26 @@
-"""RunReport: OUTPUT/metrics.json and OUTPUT/report.html after every run.
+"""The release's reports: metrics.json for tools, report.html + PNGs for people.
 
-metrics.json is what tools read (eval metrics overall and per slice, the
-thresholds, blessed or not and why, the pushed version); report.html with its
-PNGs is what people look at (confusion matrix, precision-recall curve,
-training curves).
+metrics.json holds the eval metrics overall and per slice, the thresholds,
+the blessing and why, and the released version; report.html with its PNGs
+shows the confusion matrix, the precision-recall curve and the training
+curves. Both are rendered into memory here and published by the release
+step together with the model they describe.
 """
 
-# No `from __future__ import annotations`: TFX's @component reads real type hints.
+from __future__ import annotations
+
 import base64
 import html
 import io
 import json
-import os
 from typing import Any
 
-import tensorflow as tf
 import tensorflow_model_analysis as tfma
-from absl import logging
-from tfx import v1 as tfx
 
-from components.dedup_pusher import DUPLICATE_OF
-from components.tflite_converter.component import MANIFEST, TFLiteModel
-from models.trainer import HISTORY_FILE
+from components.release.layout import METRICS_FILE, REPORT_FILE
 
-__all__ = ["RunReport", "METRICS_FILE", "REPORT_FILE", "collect_metrics"]
+__all__ = ["collect_metrics", "validation", "render"]
 
-METRICS_FILE, REPORT_FILE = "metrics.json", "report.html"
 _CANDIDATE = "candidate"
 
 
@@ -73,7 +68,7 @@ def _failure(slice_key: Any, failure: Any) -> str:
         rule = f"needs >= {threshold.value_threshold.lower_bound.value:g}"
     else:
         rule = (f"may drop at most {-threshold.change_threshold.absolute.value:g} "
-                "vs the latest blessed model")
+                "vs the served model")
     name = failure.metric_key.name + (" (change vs baseline)" if failure.metric_key.is_diff
                                       else "")
     value = failure.metric_value.double_value.value
@@ -81,7 +76,7 @@ def _failure(slice_key: Any, failure: Any) -> str:
     return f"{_slice_name(slice_key)}: {name} = {value:.4f}, {rule}{message}"
 
 
-def _validation(evaluation_uri: str) -> dict[str, Any]:
+def validation(evaluation_uri: str) -> dict[str, Any]:
     result = tfma.load_validation_result(evaluation_uri)
     failures = [
         _failure(tfma.slicer.deserialize_slice_key(per_slice.slice_key), f)
@@ -89,14 +84,15 @@ def _validation(evaluation_uri: str) -> dict[str, Any]:
     return {"ok": bool(result.validation_ok), "failures": failures}
 
 
-def _png(figure: Any) -> str:
+def _png(figure: Any) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
 
 
 def _plots(overall: dict[str, Any], curve: list[tuple[float, float, float]],
-           history: dict[str, list[float]], out_dir: str) -> dict[str, str]:
+           history: dict[str, list[float]]) -> dict[str, bytes]:
+    """PNG bytes by name."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,73 +130,33 @@ def _plots(overall: dict[str, Any], curve: list[tuple[float, float, float]],
             ax.set_title(metric)
             ax.legend()
         images["training_curves"] = fig
-    encoded = {}
+    pngs = {}
     for name, fig in images.items():
-        fig.savefig(os.path.join(out_dir, f"{name}.png"), dpi=100, bbox_inches="tight")
-        encoded[name] = _png(fig)
+        pngs[name] = _png(fig)
         plt.close(fig)
-    return encoded
+    return pngs
 
 
-def _html(summary: dict[str, Any], images: dict[str, str]) -> str:
+def _html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
         for k, v in summary["metrics"].get("overall", {}).items() if isinstance(v, float))
     status = "BLESSED" if summary["blessed"] else "NOT BLESSED"
-    figures = "".join(f'<figure><img src="data:image/png;base64,{b}" alt="{n}">'
-                      f"<figcaption>{n.replace('_', ' ')}</figcaption></figure>"
+    figures = "".join(f'<figure><img src="data:image/png;base64,{base64.b64encode(b).decode()}"'
+                      f' alt="{n}"><figcaption>{n.replace("_", " ")}</figcaption></figure>'
                       for n, b in images.items())
     failures = "".join(f"<li>{html.escape(f)}</li>" for f in summary["validation"]["failures"])
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>IMDb sentiment run"
-            f"</title></head><body><h1>{status}</h1><p>pushed version: "
-            f"{summary['pushed_version']}</p><ul>{failures}</ul><table>{rows}</table>"
+            f"</title></head><body><h1>{status}</h1><p>released version: "
+            f"{summary['released_version']}</p><ul>{failures}</ul><table>{rows}</table>"
             f"{figures}</body></html>")
 
 
-def _tflite_summary(tflite: TFLiteModel) -> dict[str, Any]:
-    manifest_path = os.path.join(tflite.uri, MANIFEST)
-    summary: dict[str, Any] = {"status": tflite.get_string_custom_property("status")}
-    if tf.io.gfile.exists(manifest_path):
-        manifest = json.loads(tf.io.gfile.GFile(manifest_path).read())
-        summary["version"] = manifest["version"]
-        summary["variants"] = manifest["variants"]
-    return summary
-
-
-@tfx.dsl.components.component
-def RunReport(
-    evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
-    blessing: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelBlessing],
-    pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel],
-    model_run: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelRun],
-    tflite: tfx.dsl.components.InputArtifact[TFLiteModel],
-    output_dir: tfx.dsl.components.Parameter[str],
-    thresholds: tfx.dsl.components.Parameter[str],
-) -> None:
-    """Writes metrics.json, report.html and the PNGs into output_dir."""
-    metrics = collect_metrics(evaluation.uri)
-    blessed = blessing.get_int_custom_property("blessed") == 1
-    pushed = pushed_model.get_int_custom_property("pushed") == 1
-    duplicate = pushed_model.get_string_custom_property(DUPLICATE_OF)
-    history_path = os.path.join(model_run.uri, HISTORY_FILE)
-    history = (json.loads(tf.io.gfile.GFile(history_path).read())
-               if tf.io.gfile.exists(history_path) else {})
-    summary = {
-        "metrics": metrics,
-        "thresholds": json.loads(thresholds),
-        "blessed": blessed,
-        "validation": _validation(evaluation.uri),
-        "pushed": pushed,
-        "pushed_version": (int(pushed_model.get_string_custom_property("pushed_version"))
-                           if pushed else (int(duplicate) if duplicate else None)),
-        "already_pushed": bool(duplicate),
-        "training_history": history,
-        "tflite": _tflite_summary(tflite),
-    }
-    tf.io.gfile.makedirs(output_dir)
-    images = _plots(metrics.get("overall", {}), _pr_curve(evaluation.uri), history, output_dir)
-    with tf.io.gfile.GFile(os.path.join(output_dir, METRICS_FILE), "w") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True)
-    with tf.io.gfile.GFile(os.path.join(output_dir, REPORT_FILE), "w") as handle:
-        handle.write(_html(summary, images))
-    logging.info("RunReport: wrote %s", os.path.join(output_dir, METRICS_FILE))
+def render(summary: dict[str, Any], evaluation_uri: str) -> dict[str, bytes]:
+    """{file name: bytes}: metrics.json, report.html and one PNG per plot."""
+    images = _plots(summary["metrics"].get("overall", {}), _pr_curve(evaluation_uri),
+                    summary.get("training_history", {}))
+    files = {f"{name}.png": png for name, png in images.items()}
+    files[REPORT_FILE] = _html(summary, images).encode()
+    files[METRICS_FILE] = json.dumps(summary, indent=2, sort_keys=True).encode()
+    return files

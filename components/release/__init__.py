@@ -1,0 +1,1 @@
+"""The release step: every check first, then serving, TFLite and reports together."""

@@ -1,0 +1,128 @@
+"""Model hyper-parameters: typed, frozen, each field with its valid range.
+
+`pipeline/config.py` composes these with the data, evaluation and run
+settings and turns every field into a `--flag`. The `field()` helper and
+`problems()` live here, in the lowest layer, so every config section checks
+its values the same way: when the flags are parsed (one line naming the flag)
+and when a section is built in code (`__post_init__`).
+
+This module is deliberately not part of the Trainer's code fingerprint: the
+values it defines reach the Trainer through `custom_config` (so changing a
+default or adding a field still re-trains), while editing a help string does
+not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+__all__ = ["MODELS", "CheckedConfig", "TrainConfig", "TransformConfig", "allowed", "check", "field",
+           "problems"]
+
+#: Model architectures `run_fn` can build.
+MODELS = ("cnn",)
+
+
+def field(default: Any, help: str, *, low: float | None = None, high: float | None = None,  # noqa: A002
+          low_open: bool = False, high_open: bool = False,
+          choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with its documentation and allowed values.
+
+    `low`/`high` bound numbers (inclusive unless `*_open`); `choices` lists
+    the allowed strings. Both feed the CLI and the checks.
+    """
+    meta: dict[str, Any] = {"help": help, "low": low, "high": high, "low_open": low_open,
+                            "high_open": high_open}
+    if choices is not None:
+        meta["choices"] = choices
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def allowed(f: dataclasses.Field[Any]) -> str:
+    """What `f` accepts, in words: `an integer >= 1`, `a number in [0, 1)`, ..."""
+    meta = f.metadata
+    if meta.get("choices"):
+        return "one of " + ", ".join(meta["choices"])
+    low, high = meta.get("low"), meta.get("high")
+    kind = "an integer" if f.type in (int, "int") else "a number"
+    if low is not None and high is not None:
+        left = "(" if meta["low_open"] else "["
+        right = ")" if meta["high_open"] else "]"
+        return f"{kind} in {left}{low:g}, {high:g}{right}"
+    if low is not None:
+        return f"{kind} {'>' if meta['low_open'] else '>='} {low:g}"
+    if high is not None:
+        return f"{kind} {'<' if meta['high_open'] else '<='} {high:g}"
+    return kind
+
+
+def check(f: dataclasses.Field[Any], value: Any) -> str | None:
+    """Why `value` is not allowed for field `f`, or None when it is."""
+    meta = f.metadata
+    if value is None or isinstance(value, bool):
+        return None
+    if meta.get("choices"):
+        return None if value in meta["choices"] else f"must be {allowed(f)}"
+    if not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be {allowed(f)}"
+    low, high = meta.get("low"), meta.get("high")
+    too_low = low is not None and (value <= low if meta["low_open"] else value < low)
+    too_high = high is not None and (value >= high if meta["high_open"] else value > high)
+    return f"must be {allowed(f)}" if too_low or too_high else None
+
+
+def problems(section: Any) -> list[str]:
+    """`--name=value: must be ...` for every out-of-range field of a config section."""
+    found = []
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        reason = check(f, value)
+        if reason:
+            found.append(f"--{f.name}={value}: {reason}")
+    return found
+
+
+class CheckedConfig:
+    """Refuses out-of-range values however the section is built."""
+
+    def __post_init__(self) -> None:
+        found = problems(self)
+        if found:
+            raise ValueError("; ".join(found))
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformConfig(CheckedConfig):
+    vocab_size: int = field(20_000, "vocabulary size (most frequent train tokens)",
+                            low=1, high=10_000_000)
+    num_oov_buckets: int = field(1, "hash buckets for out-of-vocabulary tokens", low=1, high=10_000)
+    max_length: int = field(512, "tokens per review after padding/truncation", low=1, high=100_000)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(CheckedConfig):
+    model: str = field("cnn", "model architecture", choices=MODELS)
+    epochs: int = field(4, "epochs (early stopping on `valid` may end sooner)", low=1, high=1000)
+    batch_size: int = field(64, "global batch size (split across replicas)", low=1, high=65_536)
+    learning_rate: float = field(1e-3, "peak learning rate", low=0, high=10, low_open=True)
+    lr_schedule: str = field("cosine", "learning-rate schedule over all epochs",
+                             choices=("cosine", "constant"))
+    optimizer: str = field("adamw", "optimizer", choices=("adam", "adamw"))
+    weight_decay: float = field(1e-4, "AdamW decoupled weight decay", low=0, high=1)
+    clipnorm: float = field(1.0, "gradient clipping by global norm (0 = off)", low=0, high=1e6)
+    dropout: float = field(0.5, "dropout rate", low=0, high=1, high_open=True)
+    l2: float = field(0.0, "L2 penalty on dense kernels", low=0, high=1)
+    embedding_dim: int = field(64, "token embedding width", low=1, high=4096)
+    filters: int = field(64, "CNN filters per kernel size", low=1, high=4096)
+    bigram_buckets: int = field(100_003, "hash buckets of the bigram-bag branch (0 = off)",
+                                low=0, high=100_000_000)
+    bigram_dim: int = field(16, "embedding width of the bigram-bag branch", low=1, high=4096)
+    early_stopping_patience: int = field(2, "epochs without `valid` loss improvement before "
+                                            "stopping", low=0, high=1000)
+    num_cpu_devices: int = field(2, "logical CPU devices for MirroredStrategy when no GPU",
+                                 low=1, high=256)
+    seed: int = field(42, "random seed", low=0, high=2**31 - 1)
