@@ -127,7 +127,7 @@ def _parse_bool(text: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+    raise ValueError(text)
 
 
 def _scalar_type(hint: Any) -> Any:
@@ -144,12 +144,13 @@ def _converter(f: dataclasses.Field[Any], hint: Any) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         try:
             value = parse(text)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+            expected = allowed(f) if parse in (int, float) else "true or false"
             raise argparse.ArgumentTypeError(
-                f"expected {allowed(f) if parse in (int, float) else parse.__name__}") from err
+                f"invalid value {text!r}: expected {expected}") from err
         reason = check(f, value)
         if reason:
-            raise argparse.ArgumentTypeError(reason)
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: {reason}")
         return value
 
     convert.__name__ = getattr(parse, "__name__", "value")

@@ -8,7 +8,7 @@ from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate, describe_anomalies
 from components.imdb_example_gen.component import imdb_example_gen
-from pipeline.pipeline import SCHEMA_DIR
+from pipeline.fingerprints import SCHEMA_DIR
 from tests.tfx_helpers import node_states, run_components
 
 
@@ -22,7 +22,8 @@ def test_anomalies_are_described_one_line_per_feature():
 
 
 def _validation_components(source: str, schema_dir: str) -> list:
-    example_gen = imdb_example_gen(source, 0.2, include_unsup=False)
+    example_gen = imdb_example_gen(source, valid_fraction=0.3, eval_fraction=0.2,
+                                   include_unsup=False)
     statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema = tfx.dsl.Importer(source_uri=schema_dir,
                               artifact_type=tfx.types.standard_artifacts.Schema).with_id("schema")

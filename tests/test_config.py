@@ -1,33 +1,46 @@
-"""The typed config and its command line."""
+"""The typed config and its command line: every value checked before anything runs."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
-from pipeline.config import PipelineConfig, build_parser, from_args
+from models.config import TrainConfig, allowed
+from pipeline import local_runner
+from pipeline.config import DataConfig, PipelineConfig, build_parser, from_args
+
+SECTIONS = [(s.name, type(getattr(PipelineConfig(), s.name)))
+            for s in dataclasses.fields(PipelineConfig)]
+FIELDS = [(section, f) for section, cls in SECTIONS for f in dataclasses.fields(cls)]
 
 
 def test_defaults_parse_to_the_dataclass_defaults():
     assert from_args([]) == PipelineConfig()
 
 
-def test_every_config_field_is_a_documented_flag():
-    help_text = build_parser().format_help()
-    for section in dataclasses.fields(PipelineConfig):
-        for field in dataclasses.fields(section.type if isinstance(section.type, type)
-                                        else type(getattr(PipelineConfig(), section.name))):
-            assert f"--{field.name}" in help_text
-            assert field.metadata["help"].split()[0] in help_text
+@pytest.mark.parametrize(("section", "f"), FIELDS, ids=[f.name for _, f in FIELDS])
+def test_every_config_field_is_a_flag_with_its_whole_help_text(section, f):
+    """The flag's help is the field's documentation, word for word (argparse
+    re-wraps lines, so compare with whitespace collapsed)."""
+    help_text = " ".join(build_parser().format_help().split())
+    assert f"--{f.name} " in help_text
+    assert " ".join(f.metadata["help"].split()) in help_text
+
+
+@pytest.mark.parametrize(("section", "f"), FIELDS, ids=[f.name for _, f in FIELDS])
+def test_every_numeric_field_declares_its_valid_range(section, f):
+    if f.type in ("int", "float"):
+        assert f.metadata["low"] is not None or f.metadata["high"] is not None, f.name
 
 
 def test_flags_override_typed_values():
     config = from_args(["--epochs=3", "--learning_rate=0.01", "--include_unsup=true",
-                        "--data=/d", "--min_accuracy=0.9"])
+                        "--data=/d", "--min_accuracy=0.9", "--valid_fraction=0.2"])
     assert config.train.epochs == 3 and config.train.learning_rate == 0.01
     assert config.data.include_unsup is True and config.data.data == "/d"
-    assert config.eval.min_accuracy == 0.9
+    assert config.eval.min_accuracy == 0.9 and config.data.valid_fraction == 0.2
 
 
 def test_config_is_frozen():
@@ -35,7 +48,54 @@ def test_config_is_frozen():
         PipelineConfig().train.epochs = 1  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("bad", [["--model=rnn"], ["--epochs=many"], ["--include_unsup=maybe"]])
-def test_bad_flags_are_rejected(bad):
+@pytest.mark.parametrize(("flag", "allowed_text"), [
+    ("--epochs=-1", "an integer in [1, 1000]"),
+    ("--eval_fraction=1.5", "a number in (0, 1)"),
+    ("--vocab_size=0", "an integer in [1, 1e+07]"),
+    ("--max_length=0", "an integer in [1, 100000]"),
+    ("--dropout=1", "a number in [0, 1)"),
+    ("--learning_rate=0", "a number in (0, 10]"),
+    ("--learning_rate=nan", "a number in (0, 10]"),
+    ("--model=rnn", "must be one of cnn"),
+    ("--epochs=many", "expected an integer in [1, 1000]"),
+    ("--include_unsup=maybe", "expected true or false"),
+    ("--model_name=my model", "letters, digits"),
+])
+def test_bad_values_are_refused_in_one_line_naming_flag_value_and_range(flag, allowed_text,
+                                                                        capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        from_args([flag])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    name, _, value = flag.partition("=")
+    assert name in err and value in err and allowed_text in err
+
+
+def test_fractions_that_leave_no_training_data_are_refused(capsys):
     with pytest.raises(SystemExit):
-        from_args(bad)
+        from_args(["--valid_fraction=0.6", "--eval_fraction=0.5"])
+    assert "must add up to less than 1" in capsys.readouterr().err
+
+
+def test_sections_built_in_code_are_checked_too():
+    with pytest.raises(ValueError, match=r"--epochs=0: must be an integer in \[1, 1000\]"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="must add up to less than 1"):
+        DataConfig(valid_fraction=0.5, eval_fraction=0.5)
+
+
+def test_the_runner_refuses_a_bad_flag_before_anything_runs(capsys, tmp_path):
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        local_runner.main(["--epochs=-1", f"--output_dir={tmp_path}"])
+    assert exit_info.value.code == 2
+    assert time.monotonic() - started < 5
+    assert capsys.readouterr().err == ("pipeline.local_runner: error: argument --epochs: "
+                                       "invalid value '-1': must be an integer in [1, 1000]\n")
+    assert not any(tmp_path.iterdir()), "something ran"
+
+
+def test_allowed_values_read_as_words():
+    epochs = next(f for f in dataclasses.fields(TrainConfig) if f.name == "epochs")
+    assert allowed(epochs) == "an integer in [1, 1000]"

@@ -6,17 +6,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.cnn import build_cnn
+from components.tflite_converter.convert import VARIANTS, convert, tflite_probabilities
+from models.cnn import HashedBigramMean, bigram_bucket, build_cnn
+from models.config import TrainConfig
 from models.distribution import make_strategy
-from pipeline.config import TrainConfig
 
 SMALL = TrainConfig(embedding_dim=8, filters=4, dropout=0.0)
 
 
-def test_strategy_mirrors_over_two_logical_cpus_without_a_gpu():
+def test_strategy_mirrors_over_every_gpu_or_two_logical_cpus():
+    """conftest splits the CPU in two when there is no GPU."""
     strategy = make_strategy()
-    assert strategy.num_replicas_in_sync == 2
-    assert all("CPU" in d for d in strategy.extended.worker_devices)
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        assert strategy.num_replicas_in_sync == len(gpus)
+        assert all("GPU" in d for d in strategy.extended.worker_devices)
+    else:
+        assert strategy.num_replicas_in_sync == 2
+        assert all("CPU" in d for d in strategy.extended.worker_devices)
 
 
 def test_cnn_maps_token_ids_to_a_probability_per_review():
@@ -27,17 +34,50 @@ def test_cnn_maps_token_ids_to_a_probability_per_review():
     assert ((out > 0) & (out < 1)).all()
 
 
-def test_padding_does_not_change_the_prediction():
-    """Appending padding ids (0) to a review leaves the mean branch unchanged
-    and only adds zero-embedding windows; the model output stays close."""
+def test_mean_branches_ignore_padding():
+    """The masked mean averages the real tokens' embeddings only, and the
+    bigram mean the pairs of real tokens only: padding ids (0) change neither."""
     model = build_cnn(SMALL, vocab_total=50, max_length=12)
-    short = np.array([[5, 6, 7, 8, 9, 10] + [0] * 6], dtype="int32")
-    assert model(short).numpy().shape == (1, 1)
-    layer = model.get_layer("masked_mean")
-    embedded = tf.random.normal((1, 12, 8))
-    with_pad = layer(embedded, tf.constant(short))
-    expected = tf.reduce_mean(embedded[:, :6], axis=1)
-    np.testing.assert_allclose(with_pad.numpy(), expected.numpy(), rtol=1e-5)
+    short = tf.constant([[5, 6, 7, 8, 9, 10] + [0] * 6], dtype="int32")
+    embedded = tf.random.normal((1, 12, 8), seed=3)
+    masked = model.get_layer("masked_mean")(embedded, short)
+    np.testing.assert_allclose(masked.numpy(), tf.reduce_mean(embedded[:, :6], axis=1).numpy(),
+                               rtol=1e-5)
+    bigrams = model.get_layer("bigram_mean")
+    padded_more = tf.constant([[5, 6, 7, 8, 9, 10, 0, 0, 0, 0, 0, 0]], dtype="int32")
+    unpadded = tf.constant([[5, 6, 7, 8, 9, 10]], dtype="int32")
+    np.testing.assert_allclose(bigrams(padded_more).numpy(), bigrams(unpadded).numpy(),
+                               rtol=1e-6)
+
+
+def test_bigram_buckets_are_exact_for_a_100k_vocabulary():
+    """(first * vocab_total + second) mod buckets, computed without int32
+    overflow: ids near 100k make the pair index ~1e10."""
+    vocab_total, buckets = 100_003, 100_003
+    first = np.array([[99_999, 100_002, 46_341, 1]], dtype="int32")
+    second = np.array([[100_001, 99_998, 46_341, 2]], dtype="int32")
+    got = bigram_bucket(tf.constant(first), tf.constant(second), vocab_total, buckets).numpy()
+    expected = [(int(a) * vocab_total + int(b)) % buckets for a, b in zip(first[0], second[0],
+                                                                           strict=True)]
+    assert got.tolist() == [expected]
+    assert got.dtype == np.int32 and (got >= 0).all() and (got < buckets).all()
+
+
+def test_bigram_branch_at_a_100k_vocabulary_converts_to_tflite_builtins_and_agrees(tmp_path):
+    """Exported and converted the way the pipeline does it (SavedModel ->
+    token_ids signature -> builtins-only TFLite)."""
+    ids_in = tf.keras.Input(shape=(8,), dtype="int32")
+    module = tf.Module()
+    module.model = tf.keras.Model(ids_in, HashedBigramMean(1009, 4, 100_003)(ids_in))
+    module.f = tf.function(lambda x: tf.reduce_sum(module.model(x), axis=-1),
+                           input_signature=[tf.TensorSpec([None, 8], tf.int32)])
+    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"token_ids": module.f})
+    loaded = tf.saved_model.load(str(tmp_path / "m"))
+    flatbuffer = convert(loaded, "token_ids", VARIANTS[0])
+    ids = np.array([[99_999, 100_002, 46_341, 5, 7, 0, 0, 0]], dtype="int32")
+    expected = loaded.signatures["token_ids"](x=tf.constant(ids))["output_0"].numpy()
+    np.testing.assert_allclose(tflite_probabilities(flatbuffer, ids), expected, rtol=1e-5,
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("attempt", ["first strategy", "second strategy in the same process"])

@@ -11,7 +11,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
 from models import features, text
-from models.preprocessing import FOLD, NUM_FOLDS, preprocessing_fn
+from models.preprocessing import preprocessing_fn
 from models.text import VOCAB_NAME
 
 TOKEN_IDS = features.transformed_name(features.TOKEN_IDS)
@@ -68,21 +68,18 @@ def test_text_becomes_padded_ids_with_html_stripped_and_punctuation_split(transf
     assert list(rows[2][TOKEN_IDS]) == [vocab["great"] + 1] * 6  # long review is truncated
 
 
-def test_label_passes_through_and_fold_groups_reviews_by_movie(transformed):
+def test_label_passes_through(transformed):
     rows, _, _ = transformed
     assert [int(r[LABEL]) for r in rows] == [1, 0, 1]
-    assert rows[0][FOLD] == rows[2][FOLD]  # same movie, same fold
-    assert all(0 <= r[FOLD] < NUM_FOLDS for r in rows)
 
 
-def test_transformed_schema_is_fixed_length_ids_label_and_fold(transformed):
+def test_transformed_schema_is_fixed_length_ids_and_label(transformed):
     _, metadata, _ = transformed
     spec = metadata.schema and tft.tf_metadata.schema_utils.schema_as_feature_spec(
         metadata.schema).feature_spec
     assert spec == {
         TOKEN_IDS: tf.io.FixedLenFeature([6], tf.int64),
         LABEL: tf.io.FixedLenFeature([], tf.int64),
-        FOLD: tf.io.FixedLenFeature([], tf.int64),
     }
 
 

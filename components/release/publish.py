@@ -149,6 +149,9 @@ def publish_release(*, output_dir: str, model_name: str, saved_model_dir: str,
     finally:
         if tf.io.gfile.exists(staging):
             tf.io.gfile.rmtree(staging)
+        parent = posixpath.dirname(staging)
+        if tf.io.gfile.isdir(parent) and not tf.io.gfile.listdir(parent):
+            tf.io.gfile.rmtree(parent)
     return PublishedRelease(version, final_serving, final_tflite, tuple(reports))
 
 

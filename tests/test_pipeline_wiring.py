@@ -1,0 +1,114 @@
+"""The pipeline object built by the pure factory, inspected without running it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from tfx import v1 as tfx
+
+from components.tflite_converter.component import CHECK_SPLIT
+from models import contract
+from pipeline.config import DataConfig, PipelineConfig, RunConfig
+from pipeline.fingerprints import CodeVersions
+from pipeline.pipeline import create_pipeline
+
+COMPONENTS = ["ImdbExampleGen", "StatisticsGen", "SchemaGen", "curated_schema", "ExampleValidator",
+         "AnomaliesGate", "Transform", "Trainer", "ServedBaseline", "Evaluator", "TFLiteCheck",
+         "Release"]
+#: The only components that may read ExampleGen's output (which holds `eval`),
+#: and the splits each of them is allowed to read.
+EXAMPLE_READERS = {"StatisticsGen", "Transform", "Evaluator", "TFLiteCheck"}
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    """Paths that do not exist anywhere: building the pipeline must not look."""
+    config = PipelineConfig(
+        data=DataConfig(data="/nonexistent/aclImdb", schema_dir="/nonexistent/schema"),
+        run=RunConfig(output_dir="/nonexistent/out"))
+    return create_pipeline(
+        config,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            "/nonexistent/mlmd.sqlite"),
+        beam_pipeline_args=["--runner=DirectRunner"],
+        code_versions=CodeVersions(ingest="i", transform="t", trainer="m", tflite="l",
+                                   schema="s"),
+        run_token="token")
+
+
+def _by_id(pipeline):
+    return {c.id: c for c in pipeline.components}
+
+
+def _producers(component) -> dict[str, tuple[str, str]]:
+    return {key: (channel.producer_component_id, channel.output_key)
+            for key, channel in component.inputs.items()}
+
+
+def test_every_component_is_there_and_the_release_step_runs_last(pipeline):
+    ids = [c.id for c in pipeline.components]  # topologically sorted by TFX
+    assert sorted(ids) == sorted(COMPONENTS)
+    assert ids[-1] == "Release"
+    assert {u.id for u in pipeline.components[-1].upstream_nodes} >= {
+        "Evaluator", "TFLiteCheck", "ServedBaseline", "Trainer"}
+    assert pipeline.pipeline_info.pipeline_root == "/nonexistent/out/tfx/pipeline_root"
+    assert pipeline.beam_pipeline_args == ["--runner=DirectRunner"]
+
+
+def test_each_component_takes_its_inputs_from_the_right_step(pipeline):
+    c = _by_id(pipeline)
+    assert _producers(c["Transform"]) == {
+        "examples": ("ImdbExampleGen", "examples"), "schema": ("AnomaliesGate", "validated_schema")}
+    assert _producers(c["Trainer"]) == {
+        "examples": ("Transform", "transformed_examples"),
+        "transform_graph": ("Transform", "transform_graph")}
+    assert _producers(c["Evaluator"]) == {
+        "examples": ("ImdbExampleGen", "examples"), "model": ("Trainer", "model"),
+        "baseline_model": ("ServedBaseline", "baseline")}
+    assert _producers(c["Release"]) == {
+        "model": ("Trainer", "model"), "blessing": ("Evaluator", "blessing"),
+        "evaluation": ("Evaluator", "evaluation"), "baseline": ("ServedBaseline", "baseline"),
+        "tflite": ("TFLiteCheck", "tflite"), "model_run": ("Trainer", "model_run")}
+
+
+def test_the_eval_split_reaches_the_evaluator_only(pipeline):
+    """Official test reviews are read by statistics/validation and the
+    Evaluator; Transform transforms train and valid only, so the Trainer
+    cannot see eval; the TFLite check reads valid."""
+    c = _by_id(pipeline)
+    readers = {cid for cid, comp in c.items()
+               if ("ImdbExampleGen", "examples") in _producers(comp).values()}
+    assert readers == EXAMPLE_READERS
+    splits = json.loads(c["Transform"].exec_properties["splits_config"])
+    assert splits == {"analyze": [contract.TRAIN], "transform": [contract.TRAIN, contract.VALID]}
+    trainer = c["Trainer"].exec_properties
+    assert json.loads(trainer["train_args"])["splits"] == [contract.TRAIN]
+    assert json.loads(trainer["eval_args"])["splits"] == [contract.VALID]
+    assert json.loads(c["Evaluator"].exec_properties["example_splits"]) == [contract.EVAL]
+    assert CHECK_SPLIT == contract.VALID
+
+
+def test_code_and_schema_fingerprints_join_the_cache_keys(pipeline):
+    c = _by_id(pipeline)
+    assert json.loads(c["Transform"].exec_properties["custom_config"])["code"] == "t"
+    assert json.loads(c["Trainer"].exec_properties["custom_config"])["code"] == "m"
+    assert c["TFLiteCheck"].exec_properties["code_version"] == "l"
+    assert c["curated_schema"].outputs["result"].additional_custom_properties == {
+        "fingerprint": "s"}
+    assert c["curated_schema"].exec_properties["artifact_uri"] == "/nonexistent/schema"
+
+
+def test_steps_that_read_the_published_release_get_the_run_token(pipeline):
+    c = _by_id(pipeline)
+    assert c["ServedBaseline"].exec_properties["run_token"] == "token"
+    assert c["Release"].exec_properties["run_token"] == "token"
+    assert c["ServedBaseline"].exec_properties["serving_dir"] == \
+        "/nonexistent/out/serving/imdb_sentiment"
+
+
+def test_an_unresolved_config_is_refused():
+    config = dataclasses.replace(PipelineConfig(), data=DataConfig(data=None))
+    with pytest.raises(ValueError, match="runner resolves"):
+        create_pipeline(config, metadata_connection_config=None, beam_pipeline_args=[])
