@@ -31,3 +31,17 @@ lock:  ## re-pin requirements.txt from requirements.in
 
 clean:
 	rm -rf output .pytest_cache
+
+# ---- serving (issue #7) ----
+MODEL_NAME ?= imdb_sentiment
+GRPC_PORT ?= 8500
+REST_PORT ?= 8501
+
+.PHONY: serve deploy-config
+
+serve:  ## TF-Serving-compatible server on the latest run's released model (127.0.0.1)
+	$(PY) -m serving.server --model_base_path=$(abspath $(OUTPUT))/serving/$(MODEL_NAME) \
+		--model_name=$(MODEL_NAME) --port=$(GRPC_PORT) --rest_api_port=$(REST_PORT) --enable_batching
+
+deploy-config:  ## OUTPUT/deploy/: models.config, batching, monitoring, Compose, K8s, Grafana
+	$(PY) -m serving.deploy_config --output_dir=$(OUTPUT)

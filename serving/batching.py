@@ -1,0 +1,141 @@
+"""Server-side batching: concurrent requests for one signature run as one
+model call, as `tensorflow_model_server --enable_batching` does.
+
+A model call costs much the same for 1 row as for 32, so under load the
+server's throughput is the model's batched throughput only if requests are
+merged. Batches form greedily: a worker takes what is queued when it becomes
+free (and waits up to `batch_timeout_s` for more, 0 by default), so a lone
+request is never delayed and a burst fills the next batch while the current
+one runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from time import monotonic
+from typing import Any
+
+import numpy as np
+
+from serving.errors import ServingError
+
+__all__ = ["BatchingOptions", "Batcher"]
+
+Arrays = Mapping[str, np.ndarray]
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """The subset of TF Serving's BatchingParameters this server honours."""
+
+    max_batch_size: int = 64
+    batch_timeout_s: float = 0.0
+    max_enqueued_batches: int = 100
+    num_batch_threads: int = 2
+
+
+def _rows(inputs: Arrays) -> int:
+    return int(next(iter(inputs.values())).shape[0])
+
+
+class Batcher:
+    """Queues requests for `run` and executes them in merged batches."""
+
+    def __init__(self, run: Callable[[Arrays], dict[str, np.ndarray]], options: BatchingOptions,
+                 name: str) -> None:
+        self._run = run
+        self._options = options
+        self._queue: queue.Queue[Any] = queue.Queue(
+            maxsize=options.max_enqueued_batches * options.max_batch_size)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pending: Any = None  # an item taken but not fitting the last batch
+        self._take_lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._work, name=f"batch-{name}-{i}", daemon=True)
+                         for i in range(max(1, options.num_batch_threads))]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, inputs: Arrays) -> dict[str, np.ndarray]:
+        """Runs `inputs` (batch-major arrays) in the next batch; blocks for the answer."""
+        if _rows(inputs) > self._options.max_batch_size:
+            return self._run(inputs)  # already a full batch on its own
+        future: Future[dict[str, np.ndarray]] = Future()
+        with self._lock:
+            if self._closed:  # unloaded meanwhile: the model object is still alive
+                return self._run(inputs)
+            try:
+                self._queue.put_nowait((inputs, future))
+            except queue.Full:
+                raise ServingError("UNAVAILABLE", "The batch scheduling queue is full") from None
+        return future.result()
+
+    def close(self) -> None:
+        """Runs what is queued, then stops the workers (requests after this run unbatched)."""
+        with self._lock:
+            self._closed = True
+            for _ in self._threads:
+                self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def _take(self) -> list[tuple[Arrays, Future[dict[str, np.ndarray]]]] | None:
+        with self._take_lock:
+            first = self._pending if self._pending is not None else self._queue.get()
+            self._pending = None
+            if first is _STOP:
+                return None
+            batch = [first]
+            rows = _rows(first[0])
+            deadline = monotonic() + self._options.batch_timeout_s
+            while rows < self._options.max_batch_size:
+                try:
+                    wait = deadline - monotonic()
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP or rows + _rows(item[0]) > self._options.max_batch_size:
+                    self._pending = item
+                    break
+                batch.append(item)
+                rows += _rows(item[0])
+            return batch
+
+    def _work(self) -> None:
+        while (batch := self._take()) is not None:
+            self._execute(batch)
+
+    def _execute(self, batch: list[tuple[Arrays, Future[dict[str, np.ndarray]]]]) -> None:
+        if len(batch) == 1:
+            inputs, future = batch[0]
+            _settle(future, self._run, inputs)
+            return
+        sizes = [_rows(inputs) for inputs, _ in batch]
+        try:
+            merged = {key: np.concatenate([inputs[key] for inputs, _ in batch])
+                      for key in batch[0][0]}
+            outputs = self._run(merged)
+            if any(np.ndim(v) == 0 or v.shape[0] != sum(sizes) for v in outputs.values()):
+                raise ValueError("outputs are not batch-major")
+        except Exception:  # one bad request must not fail the others: run each alone
+            logging.debug("batch of %d failed; running its requests one by one", len(batch))
+            for inputs, future in batch:
+                _settle(future, self._run, inputs)
+            return
+        bounds = np.cumsum([0, *sizes])
+        for (_, future), start, end in zip(batch, bounds[:-1], bounds[1:], strict=True):
+            future.set_result({key: value[start:end] for key, value in outputs.items()})
+
+
+def _settle(future: Future[dict[str, np.ndarray]],
+            run: Callable[[Arrays], dict[str, np.ndarray]], inputs: Arrays) -> None:
+    try:
+        future.set_result(run(inputs))
+    except BaseException as error:  # delivered to the waiting request thread
+        future.set_exception(error)

@@ -1,0 +1,589 @@
+"""A model server with TF Serving's wire API: gRPC PredictionService and
+ModelService on the official protos, the REST API, Prometheus metrics.
+
+    python -m serving.server --model_base_path=DIR --model_name=NAME \
+        --port=8500 --rest_api_port=8501 [--model_config_file=F] \
+        [--file_system_poll_wait_seconds=1] [--enable_batching \
+        --batching_parameters_file=F] [--ssl_config_file=F] [--monitoring_config_file=F]
+
+The flags are `tensorflow_model_server`'s, so scripts, infra validation and
+clients work with either. Unlike TF Serving it binds 127.0.0.1 unless
+`--host` says otherwise. It imports TensorFlow (saved_model.load and the
+signatures) and nothing from TFX or Keras: its cold start is the TF import
+plus the model load. SIGTERM stops intake, lets in-flight requests finish,
+then exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from aiohttp import web
+from google.protobuf import json_format, wrappers_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+from models.contract import LABELS
+from serving import protos, rest_json
+from serving.batching import BatchingOptions
+from serving.errors import GRPC_CODE_NAMES, ServingError
+from serving.manager import ModelConfig, ModelManager, Servable, load_model_server_config
+from serving.metrics import Registry
+from serving.tensors import dtype_name, to_array, to_proto
+
+__all__ = ["ServerOptions", "ModelServer", "parse_flags", "main"]
+
+log = logging.getLogger("serving")
+DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {value}")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything a server needs, parsed once from the command line."""
+
+    models: tuple[ModelConfig, ...]
+    host: str = "127.0.0.1"
+    port: int = 8500
+    rest_api_port: int = 0
+    poll_wait_s: float = 1.0
+    batching: BatchingOptions | None = None
+    grpc_max_threads: int = 16
+    rest_api_num_threads: int = 8
+    max_concurrent_requests: int = 256
+    max_request_bytes: int = 64 * 1024 * 1024
+    ssl: Any = None  # protos.SSLConfig
+    metrics_path: str = DEFAULT_METRICS_PATH
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _batching(path: str) -> BatchingOptions:
+    params = protos.parse_text(_read(path), protos.BatchingParameters) if path else None
+    defaults = BatchingOptions()
+    if params is None:
+        return defaults
+
+    def get(name: str, default: float) -> float:
+        return float(getattr(params, name).value) if params.HasField(name) else default
+    return BatchingOptions(
+        max_batch_size=int(get("max_batch_size", defaults.max_batch_size)),
+        batch_timeout_s=get("batch_timeout_micros", defaults.batch_timeout_s * 1e6) / 1e6,
+        max_enqueued_batches=int(get("max_enqueued_batches", defaults.max_enqueued_batches)),
+        num_batch_threads=int(get("num_batch_threads", defaults.num_batch_threads)))
+
+
+def parse_flags(argv: Sequence[str]) -> ServerOptions:
+    """ServerOptions from tensorflow_model_server's flags (plus --host)."""
+    parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--port", type=int, default=8500, help="gRPC port")
+    add("--rest_api_port", type=int, default=0, help="REST port (0: no REST API)")
+    add("--host", default="127.0.0.1", help="address to bind (TF Serving: all interfaces)")
+    add("--model_name", default="default")
+    add("--model_base_path", default="")
+    add("--model_config_file", default="", help="text-format ModelServerConfig")
+    add("--file_system_poll_wait_seconds", type=float, default=1.0)
+    add("--enable_batching", type=_bool, nargs="?", const=True, default=False)
+    add("--batching_parameters_file", default="")
+    add("--ssl_config_file", default="", help="text-format SSLConfig (gRPC)")
+    add("--monitoring_config_file", default="", help="text-format MonitoringConfig")
+    add("--grpc_max_threads", type=int, default=16)
+    add("--rest_api_num_threads", type=int, default=8)
+    add("--max_concurrent_requests", type=int, default=256,
+        help="in-flight requests per API beyond which RESOURCE_EXHAUSTED is answered")
+    add("--max_request_bytes", type=int, default=64 * 1024 * 1024)
+    args = parser.parse_args(argv)
+    if args.model_config_file:
+        models = load_model_server_config(args.model_config_file)
+    elif args.model_base_path:
+        models = [ModelConfig(args.model_name, args.model_base_path)]
+    else:
+        parser.error("give --model_base_path (and --model_name) or --model_config_file")
+    ssl = (protos.parse_text(_read(args.ssl_config_file), protos.SSLConfig)
+           if args.ssl_config_file else None)
+    metrics_path = DEFAULT_METRICS_PATH
+    if args.monitoring_config_file:
+        monitoring = protos.parse_text(_read(args.monitoring_config_file),
+                                       protos.MonitoringConfig)
+        metrics_path = monitoring.prometheus_config.path or DEFAULT_METRICS_PATH
+    batching = (_batching(args.batching_parameters_file) if args.enable_batching else None)
+    return ServerOptions(tuple(models), args.host, args.port, args.rest_api_port,
+                         args.file_system_poll_wait_seconds, batching, args.grpc_max_threads,
+                         args.rest_api_num_threads, args.max_concurrent_requests,
+                         args.max_request_bytes, ssl, metrics_path)
+
+
+# ---------------------------------------------------------------- shared logic
+
+
+def _resolve(manager: ModelManager, spec: model_pb2.ModelSpec) -> Servable:
+    choice = spec.WhichOneof("version_choice")
+    if choice == "version":
+        return manager.get(spec.name, version=spec.version.value)
+    if choice == "version_label":
+        return manager.get(spec.name, label=spec.version_label)
+    return manager.get(spec.name)
+
+
+def _answer_spec(servable: Servable, signature: str) -> model_pb2.ModelSpec:
+    return model_pb2.ModelSpec(name=servable.name, signature_name=signature,
+                               version=wrappers_pb2.Int64Value(value=servable.version))
+
+
+def _example_signature(servable: Servable, name: str) -> tuple[str, str, str]:
+    """(signature, its string input, its float output) for Classify/Regress."""
+    key = servable.signature(name)
+    inputs, outputs = servable.inputs[key], servable.outputs[key]
+    if (len(inputs) != 1 or next(iter(inputs.values())).dtype != tf.string.as_datatype_enum
+            or len(outputs) != 1):
+        raise ServingError("INVALID_ARGUMENT",
+                           f"signature '{key}' does not take serialized tf.Examples to one "
+                           "score: it cannot classify or regress")
+    return key, next(iter(inputs)), next(iter(outputs))
+
+
+def _scores(servable: Servable, signature: str, serialized: list[bytes]) -> tuple[str,
+                                                                                  np.ndarray]:
+    if not serialized:
+        raise ServingError("INVALID_ARGUMENT", "empty batch: no examples")
+    key, input_key, output_key = _example_signature(servable, signature)
+    examples = np.empty(len(serialized), dtype=object)
+    examples[:] = serialized
+    scores = servable.predict(key, {input_key: examples})[output_key]
+    return key, np.asarray(scores, dtype=np.float32).reshape(len(serialized), -1)[:, 0]
+
+
+def _serialized_examples(request_input: Any) -> list[bytes]:
+    """tensorflow.serving.Input -> serialized tf.Examples (context merged in)."""
+    kind = request_input.WhichOneof("kind")
+    if kind == "example_list":
+        return [e.SerializeToString() for e in request_input.example_list.examples]
+    if kind == "example_list_with_context":
+        with_context = request_input.example_list_with_context
+        merged = []
+        for example in with_context.examples:
+            combined = type(example)()
+            combined.CopyFrom(with_context.context)
+            combined.MergeFrom(example)
+            merged.append(combined.SerializeToString())
+        return merged
+    raise ServingError("INVALID_ARGUMENT", "Input is empty: no example_list")
+
+
+def _classes(probability: float) -> list[tuple[str, float]]:
+    # The model scores P(positive) of a two-class problem: both classes' scores.
+    return [(LABELS[0], 1.0 - probability), (LABELS[1], probability)]
+
+
+def _status_response(manager: ModelManager, name: str, version: int | None,
+                     label: str) -> get_model_status_pb2.GetModelStatusResponse:
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for number, state in manager.status(name, version, label):
+        row = response.model_version_status.add(
+            version=number,
+            state=get_model_status_pb2.ModelVersionStatus.State.Value(state.state))
+        row.status.error_code = GRPC_CODE_NAMES.index(state.error_code)
+        row.status.error_message = state.error_message
+    return response
+
+
+def _metadata_response(servable: Servable) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.CopyFrom(_answer_spec(servable, ""))
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    for key, value in servable.signature_defs.items():
+        signatures.signature_def[key].CopyFrom(value)
+    response.metadata["signature_def"].Pack(signatures)
+    return response
+
+
+# ---------------------------------------------------------------- gRPC
+
+
+class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
+            model_service_pb2_grpc.ModelServiceServicer):
+    """PredictionService and ModelService over the manager."""
+
+    def __init__(self, manager: ModelManager, metrics: Registry) -> None:
+        self._manager = manager
+        self._metrics = metrics
+
+    def _call(self, api: str, model: str, context: grpc.ServicerContext,
+              body: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        code = "OK"
+        try:
+            return body()
+        except ServingError as error:
+            code = error.code
+            context.abort(grpc.StatusCode[error.code], error.message)
+        except Exception as error:  # a bug must answer INTERNAL, not kill the worker
+            code = "INTERNAL"
+            log.exception("%s failed", api)
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+        finally:
+            self._metrics.observe_request(model, api, "GRPC", code,
+                                          (time.perf_counter() - start) * 1e6)
+
+    def Predict(self, request: predict_pb2.PredictRequest,
+                context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+        def body() -> predict_pb2.PredictResponse:
+            servable = _resolve(self._manager, request.model_spec)
+            key = servable.signature(request.model_spec.signature_name)
+            specs = servable.inputs[key]
+            for name, tensor in request.inputs.items():
+                if name in specs and tensor.dtype != specs[name].dtype:
+                    raise ServingError(
+                        "INVALID_ARGUMENT",
+                        f"Expects input '{name}' to be {dtype_name(specs[name].dtype)} but "
+                        f"{dtype_name(tensor.dtype)} is provided")
+            arrays = {name: to_array(tensor) for name, tensor in request.inputs.items()}
+            outputs = servable.predict(key, arrays, tuple(request.output_filter))
+            response = predict_pb2.PredictResponse(model_spec=_answer_spec(servable, key))
+            for name, value in outputs.items():
+                response.outputs[name].CopyFrom(to_proto(value))
+            return response
+        return self._call("predict", request.model_spec.name, context, body)
+
+    def Classify(self, request: classification_pb2.ClassificationRequest,
+                 context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
+        def body() -> classification_pb2.ClassificationResponse:
+            servable = _resolve(self._manager, request.model_spec)
+            key, scores = _scores(servable, request.model_spec.signature_name,
+                                  _serialized_examples(request.input))
+            response = classification_pb2.ClassificationResponse(
+                model_spec=_answer_spec(servable, key))
+            for probability in scores:
+                row = response.result.classifications.add()
+                for label, score in _classes(float(probability)):
+                    row.classes.add(label=label, score=score)
+            return response
+        return self._call("classify", request.model_spec.name, context, body)
+
+    def Regress(self, request: regression_pb2.RegressionRequest,
+                context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
+        def body() -> regression_pb2.RegressionResponse:
+            servable = _resolve(self._manager, request.model_spec)
+            key, scores = _scores(servable, request.model_spec.signature_name,
+                                  _serialized_examples(request.input))
+            response = regression_pb2.RegressionResponse(model_spec=_answer_spec(servable, key))
+            for value in scores:
+                response.result.regressions.add(value=float(value))
+            return response
+        return self._call("regress", request.model_spec.name, context, body)
+
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                         context: grpc.ServicerContext) -> Any:
+        def body() -> get_model_metadata_pb2.GetModelMetadataResponse:
+            unsupported = [f for f in request.metadata_field if f != "signature_def"]
+            if unsupported or not request.metadata_field:
+                raise ServingError("INVALID_ARGUMENT",
+                                   "Metadata field must be 'signature_def', got "
+                                   f"{list(request.metadata_field)}")
+            return _metadata_response(_resolve(self._manager, request.model_spec))
+        return self._call("metadata", request.model_spec.name, context, body)
+
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
+                       context: grpc.ServicerContext) -> Any:
+        spec = request.model_spec
+        version = spec.version.value if spec.WhichOneof("version_choice") == "version" else None
+        label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else ""
+        return self._call("status", spec.name, context,
+                          lambda: _status_response(self._manager, spec.name, version, label))
+
+    def HandleReloadConfigRequest(self, request: Any,
+                                  context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "config reload is not supported")
+
+
+# ---------------------------------------------------------------- REST
+
+_PATH = __import__("re").compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?$")
+
+
+def _json_error(error: ServingError) -> web.Response:
+    return web.json_response({"error": error.message}, status=error.http_status)
+
+
+def _message_json(message: Any) -> web.Response:
+    text = json_format.MessageToJson(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+    return web.Response(text=text, content_type="application/json")
+
+
+class _Rest:
+    """The REST API on aiohttp; model calls run on a bounded thread pool."""
+
+    def __init__(self, manager: ModelManager, metrics: Registry, options: ServerOptions) -> None:
+        self._manager = manager
+        self._metrics = metrics
+        self._options = options
+        self._pool = futures.ThreadPoolExecutor(options.rest_api_num_threads,
+                                                thread_name_prefix="rest")
+        self._in_flight = 0
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self._options.max_request_bytes)
+        app.router.add_get(self._options.metrics_path, self._metrics_page)
+        app.router.add_route("*", "/v1/models/{tail:.*}", self._models)
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        return app
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        return web.Response(text=self._metrics.render(), content_type="text/plain",
+                            charset="utf-8")
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        return _json_error(ServingError("NOT_FOUND", f"Malformed request: {request.method} "
+                                                     f"{request.path}"))
+
+    async def _models(self, request: web.Request) -> web.Response:
+        match = _PATH.match(request.path)
+        start = time.perf_counter()
+        name = match["name"] if match else ""
+        api = (match["verb"] or ("metadata" if match["metadata"] else "status")) if match else "?"
+        code = "OK"
+        try:
+            if match is None:
+                raise ServingError("NOT_FOUND", f"Malformed request: {request.method} "
+                                                f"{request.path}")
+            if self._in_flight >= self._options.max_concurrent_requests:
+                raise ServingError("RESOURCE_EXHAUSTED", "too many requests in flight")
+            self._in_flight += 1
+            try:
+                return await self._dispatch(request, match, api)
+            finally:
+                self._in_flight -= 1
+        except ServingError as error:
+            code = error.code
+            return _json_error(error)
+        except web.HTTPRequestEntityTooLarge as error:
+            code = "RESOURCE_EXHAUSTED"
+            return web.json_response({"error": f"request too large: {error.text}"}, status=413)
+        except Exception as error:
+            code = "INTERNAL"
+            log.exception("REST %s failed", request.path)
+            return _json_error(ServingError("INTERNAL", f"{type(error).__name__}: {error}"))
+        finally:
+            self._metrics.observe_request(name, api, "REST", code,
+                                          (time.perf_counter() - start) * 1e6)
+
+    async def _dispatch(self, request: web.Request, match: Any, api: str) -> web.Response:
+        name, label = match["name"], match["label"] or ""
+        version = None
+        if match["version"] is not None:
+            if not match["version"].isdigit():
+                raise ServingError("INVALID_ARGUMENT",
+                                   f"version must be an integer, got {match['version']!r}")
+            version = int(match["version"])
+        expected = "POST" if match["verb"] else "GET"
+        if request.method != expected:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"{request.path} takes {expected}, not {request.method}")
+        if api == "status":
+            return _message_json(_status_response(self._manager, name, version, label))
+        servable = self._manager.get(name, version, label)
+        if api == "metadata":
+            return _message_json(_metadata_response(servable))
+        raw = await request.read()
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ServingError("INVALID_ARGUMENT", f"JSON parse error: {error}") from None
+        loop = asyncio.get_running_loop()
+        work = self._predict if api == "predict" else self._classify_or_regress
+        return web.json_response(await loop.run_in_executor(self._pool, work, servable, body,
+                                                            api))
+
+    @staticmethod
+    def _predict(servable: Servable, body: Any, api: str) -> dict[str, Any]:
+        signature = body.get("signature_name", "") if isinstance(body, dict) else ""
+        if not isinstance(signature, str):
+            raise ServingError("INVALID_ARGUMENT", "'signature_name' must be a string")
+        key = servable.signature(signature)
+        dtypes = {k: s.dtype for k, s in servable.inputs[key].items()}
+        arrays, row_format = rest_json.parse_predict(body, dtypes)
+        return rest_json.format_predict(servable.predict(key, arrays), row_format)
+
+    @staticmethod
+    def _classify_or_regress(servable: Servable, body: Any, api: str) -> dict[str, Any]:
+        examples, context = rest_json.parse_examples(body)
+        serialized = [_json_example({**context, **e}) for e in examples]
+        _, scores = _scores(servable, body.get("signature_name", ""), serialized)
+        if api == "classify":
+            return {"result": [[list(c) for c in _classes(float(p))] for p in scores]}
+        return {"result": [float(p) for p in scores]}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _json_example(features: dict[str, Any]) -> bytes:
+    """A REST example (feature -> value or list) as a serialized tf.Example."""
+    example = tf.train.Example()
+    for key, value in features.items():
+        values = value if isinstance(value, list) else [value]
+        feature = example.features.feature[key]
+        if all(isinstance(v, (str, dict)) for v in values):
+            feature.bytes_list.value.extend(rest_json.decode_strings(values))
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            feature.int64_list.value.extend(values)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            feature.float_list.value.extend(values)
+        else:
+            raise ServingError("INVALID_ARGUMENT", f"feature '{key}': mixed or unsupported values")
+    return example.SerializeToString()
+
+
+# ---------------------------------------------------------------- the server
+
+
+class ModelServer:
+    """gRPC + REST + the model manager; `start()`, then `stop()` drains and ends."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.metrics = Registry()
+        self.manager = ModelManager(list(options.models), batching=options.batching,
+                                    metrics=self.metrics)
+        self._grpc: grpc.Server | None = None
+        self._rest: _Rest | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._rest_thread: threading.Thread | None = None
+        self.grpc_port = 0
+        self.rest_port = 0
+
+    def start(self) -> None:
+        """Loads the models, then opens the ports (so AVAILABLE means servable)."""
+        self.manager.start(self.options.poll_wait_s)
+        limit = self.options.max_request_bytes
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(self.options.grpc_max_threads, thread_name_prefix="grpc"),
+            maximum_concurrent_rpcs=self.options.max_concurrent_requests,
+            options=[("grpc.max_receive_message_length", limit),
+                     ("grpc.max_send_message_length", limit), ("grpc.so_reuseport", 0)])
+        servicer = _Grpc(self.manager, self.metrics)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, self._grpc)
+        address = f"{self.options.host}:{self.options.port}"
+        if self.options.ssl is not None:
+            ssl = self.options.ssl
+            credentials = grpc.ssl_server_credentials(
+                [(ssl.server_key.encode(), ssl.server_cert.encode())],
+                root_certificates=ssl.custom_ca.encode() or None,
+                require_client_auth=ssl.client_verify)
+            self.grpc_port = self._grpc.add_secure_port(address, credentials)
+        else:
+            self.grpc_port = self._grpc.add_insecure_port(address)
+        self._grpc.start()
+        if self.options.rest_api_port:
+            self._start_rest()
+        log.info("serving gRPC on %s:%d%s", self.options.host, self.grpc_port,
+                 f", REST on {self.options.host}:{self.rest_port}" if self.rest_port else "")
+
+    def _start_rest(self) -> None:
+        self._rest = _Rest(self.manager, self.metrics, self.options)
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        async def open_site() -> None:
+            assert self._rest is not None
+            self._runner = web.AppRunner(self._rest.app(), access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.options.host, self.options.rest_api_port,
+                               shutdown_timeout=30)
+            await site.start()
+            self.rest_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        def run() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(open_site())
+            except BaseException as error:
+                failure.append(error)
+                ready.set()
+                return
+            ready.set()
+            self._loop.run_forever()
+
+        self._rest_thread = threading.Thread(target=run, name="rest", daemon=True)
+        self._rest_thread.start()
+        ready.wait(30)
+        if failure:
+            raise failure[0]
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Refuses new requests, waits for those in flight, then unloads."""
+        if self._loop is not None and self._runner is not None:
+            done = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            done.result(grace_s + 5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._rest_thread is not None:
+                self._rest_thread.join(10)
+        if self._rest is not None:
+            self._rest.close()
+        if self._grpc is not None:
+            self._grpc.stop(grace_s).wait(grace_s + 5)
+        self.manager.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the server until SIGTERM/SIGINT, then drains and exits 0."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    options = parse_flags(sys.argv[1:] if argv is None else argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server = ModelServer(options)
+    server.start()
+    while not stop.wait(3600):
+        pass
+    log.info("signal received: draining in-flight requests")
+    server.stop()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""TensorProto <-> numpy, and the checks of a request's inputs against a
+signature, shared by the gRPC and the REST front ends."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from serving.errors import ServingError
+
+__all__ = ["TensorSpec", "to_array", "to_proto", "dtype_name", "check_inputs"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One signature input or output: its dtype enum and shape (-1 = any)."""
+
+    dtype: int
+    shape: tuple[int, ...] | None  # None: unknown rank
+
+    @property
+    def batch_major(self) -> bool:
+        """Whether rows of several requests can be stacked on axis 0."""
+        return self.shape is not None and len(self.shape) >= 1 and self.shape[0] == -1
+
+
+def dtype_name(dtype: int) -> str:
+    """'DT_STRING' for types_pb2.DT_STRING: the names TF Serving's messages use."""
+    return str(types_pb2.DataType.Name(dtype))
+
+
+def to_array(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """The request tensor as numpy (strings as an object array of bytes)."""
+    try:
+        if proto.dtype == types_pb2.DT_STRING and not proto.tensor_content:
+            shape = [d.size for d in proto.tensor_shape.dim]
+            values = np.empty(len(proto.string_val), dtype=object)
+            values[:] = list(proto.string_val)
+            return values.reshape(shape)
+        return np.asarray(tf.make_ndarray(proto))
+    except (ValueError, TypeError) as error:
+        raise ServingError("INVALID_ARGUMENT", f"malformed tensor: {error}") from None
+
+
+def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """An answer tensor; numeric ones as packed bytes like TF Serving sends them."""
+    if array.dtype == np.float32:
+        shape = tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in array.shape])
+        return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape,
+                                      tensor_content=np.ascontiguousarray(array).tobytes())
+    return tf.make_tensor_proto(array)
+
+
+def check_inputs(signature: str, specs: Mapping[str, TensorSpec],
+                 arrays: Mapping[str, np.ndarray]) -> None:
+    """Raises INVALID_ARGUMENT unless `arrays` are exactly the signature's
+    inputs, in compatible shapes, with the same non-empty batch."""
+    extra = sorted(set(arrays) - set(specs))
+    missing = sorted(set(specs) - set(arrays))
+    if extra or missing:
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"Request inputs do not match required inputs for signature '{signature}'. "
+            f"Send extra: {{{', '.join(extra)}}}. Missing but required: {{{', '.join(missing)}}}.")
+    batch = None
+    for key, array in arrays.items():
+        spec = specs[key]
+        if spec.shape is not None and (array.ndim != len(spec.shape) or any(
+                want not in (-1, got) for want, got in zip(spec.shape, array.shape,
+                                                           strict=True))):
+            raise ServingError(
+                "INVALID_ARGUMENT",
+                f"input '{key}' has shape {list(array.shape)}, the signature expects "
+                f"{list(spec.shape)} (-1: any size)")
+        if spec.batch_major:
+            if array.shape[0] == 0:
+                raise ServingError("INVALID_ARGUMENT", f"empty batch: input '{key}' has 0 rows")
+            if batch is not None and array.shape[0] != batch:
+                raise ServingError("INVALID_ARGUMENT", "inputs differ in batch size")
+            batch = array.shape[0]

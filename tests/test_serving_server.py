@@ -1,0 +1,312 @@
+"""The server's wire API, driven over real gRPC and HTTP by the clients: one
+server process with a two-model config (version policy `all` with labels,
+and `latest`), batching on, a small request-size limit."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import requests
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+from models.contract import (
+    INPUT_TEXT,
+    LABELS,
+    OUTPUT_KEY,
+    SIGNATURE_EXAMPLES,
+    SIGNATURE_TEXT,
+    SIGNATURE_TOKEN_IDS,
+)
+from models.features import TEXT
+from serving import client as client_cli
+from serving.client import ServingError, string_tensor
+from tests.serving_fixtures import RunningServer, build_versions, running_server
+
+POSITIVE, NEGATIVE = "A great film, I love it!", "Awful and boring, the worst."
+MAX_REQUEST = 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    root = tmp_path_factory.mktemp("serving")
+    build_versions(root / "imdb", [1, 2])
+    build_versions(root / "other", [5])
+    config = root / "models.config"
+    config.write_text(f"""
+model_config_list {{
+  config {{ name: "imdb" base_path: "{root / 'imdb'}" model_platform: "tensorflow"
+           model_version_policy {{ all {{}} }}
+           version_labels {{ key: "stable" value: 1 }}
+           version_labels {{ key: "canary" value: 2 }} }}
+  config {{ name: "other" base_path: "{root / 'other'}" model_platform: "tensorflow" }}
+}}""")
+    with running_server([f"--model_config_file={config}", "--enable_batching",
+                         f"--max_request_bytes={MAX_REQUEST}"],
+                        root / "server.log", wait_for="imdb") as running:
+        running.rest("other", retries=0)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stub(server: RunningServer) -> Iterator[prediction_service_pb2_grpc.PredictionServiceStub]:
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    channel.close()
+
+
+def _code(call: object, *args: object) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as caught:
+        call(*args, timeout=10)  # type: ignore[operator]
+    return caught.value.code(), caught.value.details()
+
+
+def _text_request(model: str = "imdb", signature: str = SIGNATURE_TEXT,
+                  texts: tuple[bytes, ...] = (b"good",)) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    request.inputs[INPUT_TEXT].CopyFrom(string_tensor(list(texts)))
+    return request
+
+
+def test_both_signatures_score_reviews_the_same_over_grpc_and_rest(server: RunningServer) -> None:
+    """serving_text (raw strings) and serving_default (tf.Example) give the
+    same P(positive) over gRPC and REST, and it points the right way."""
+    texts = [POSITIVE, NEGATIVE]
+    with server.grpc("imdb") as grpc_client:
+        raw = grpc_client.predict(texts, SIGNATURE_TEXT)
+        examples = grpc_client.predict(texts, SIGNATURE_EXAMPLES)
+    rest = server.rest("imdb")
+    np.testing.assert_allclose(raw, examples, atol=1e-6)
+    np.testing.assert_allclose(rest.predict(texts, SIGNATURE_TEXT), raw, atol=1e-6)
+    np.testing.assert_allclose(rest.predict(texts, SIGNATURE_EXAMPLES), raw, atol=1e-6)
+    assert raw[0] > 0.9 and raw[1] < 0.1
+
+
+def test_latest_version_serves_by_default_and_versions_and_labels_pick_others(
+        server: RunningServer) -> None:
+    """Policy `all` loads 1 and 2; no version means the newest; labels map to
+    their versions over gRPC and REST."""
+    rows = server.grpc("imdb").status()
+    assert [(r["version"], r["state"]) for r in rows] == [("1", "AVAILABLE"), ("2", "AVAILABLE")]
+    request = _text_request()
+    with server.grpc("imdb") as default:
+        assert default.predict_raw(request).model_spec.version.value == 2
+    scores = {}
+    for kwargs in ({"version": 1}, {"version": 2}, {"version_label": "stable"},
+                   {"version_label": "canary"}):
+        with server.grpc("imdb", **kwargs) as chosen:
+            scores[str(kwargs)] = chosen.predict([POSITIVE])[0]
+        assert server.rest("imdb", **kwargs).predict([POSITIVE])[0] == pytest.approx(
+            scores[str(kwargs)], abs=1e-6)
+    assert scores["{'version': 1}"] == scores["{'version_label': 'stable'}"]
+    assert scores["{'version': 2}"] == scores["{'version_label': 'canary'}"]
+    assert scores["{'version': 1}"] != scores["{'version': 2}"]
+    assert server.rest("imdb", version_label="stable").status()[0]["version"] == "1"
+
+
+def test_second_model_of_the_config_serves_its_latest_version(server: RunningServer) -> None:
+    """A multi-model config serves each model under its own name."""
+    rows = server.rest("other").status()
+    assert [(r["version"], r["state"]) for r in rows] == [("5", "AVAILABLE")]
+    assert server.grpc("other").predict([POSITIVE])[0] > 0.9
+
+
+def test_metadata_lists_the_three_signatures_with_their_io_keys(server: RunningServer) -> None:
+    """GetModelMetadata (gRPC) and GET .../metadata (REST) return the signature_def map."""
+    for metadata in (server.grpc("imdb").metadata(), server.rest("imdb").metadata()):
+        signatures = metadata["metadata"]["signature_def"]["signature_def"]
+        assert set(signatures) == {SIGNATURE_EXAMPLES, SIGNATURE_TEXT, SIGNATURE_TOKEN_IDS}
+        text = signatures[SIGNATURE_TEXT]
+        assert list(text["inputs"]) == [INPUT_TEXT] and list(text["outputs"]) == [OUTPUT_KEY]
+        assert text["inputs"][INPUT_TEXT]["dtype"] == "DT_STRING"
+        assert metadata["model_spec"]["version"] == "2"
+
+
+def test_classify_and_regress_score_examples_with_the_label_names(
+        server: RunningServer, stub: prediction_service_pb2_grpc.PredictionServiceStub) -> None:
+    """Classify gives both classes by LABELS name; Regress the probability;
+    over gRPC (with a context merged in) and REST."""
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "imdb"
+    with_context = request.input.example_list_with_context
+    with_context.context.features.feature["rating"].int64_list.value.append(7)
+    for text in (POSITIVE, NEGATIVE):
+        with_context.examples.add().features.feature[TEXT].bytes_list.value.append(text.encode())
+    result = stub.Classify(request, timeout=10).result.classifications
+    assert [[c.label for c in row.classes] for row in result] == [list(LABELS)] * 2
+    assert result[0].classes[1].score > 0.9 and result[1].classes[1].score < 0.1
+    regress = regression_pb2.RegressionRequest()
+    regress.model_spec.name = "imdb"
+    regress.input.example_list.examples.add().features.feature[TEXT].bytes_list.value.append(
+        POSITIVE.encode())
+    value = stub.Regress(regress, timeout=10).result.regressions[0].value
+    assert value == pytest.approx(result[0].classes[1].score, abs=1e-6)
+    body = {"examples": [{TEXT: POSITIVE}]}
+    classified = requests.post(f"{server.rest_url}/v1/models/imdb:classify", json=body).json()
+    assert classified["result"][0][1][0] == LABELS[1]
+    assert classified["result"][0][1][1] == pytest.approx(value, abs=1e-6)
+    regressed = requests.post(f"{server.rest_url}/v1/models/imdb:regress", json=body).json()
+    assert regressed["result"][0] == pytest.approx(value, abs=1e-6)
+
+
+def test_rest_accepts_row_columnar_and_b64_formats(server: RunningServer) -> None:
+    """instances / inputs, named or not, and {"b64"} strings give one answer;
+    row format answers 'predictions', columnar 'outputs'."""
+    url = f"{server.rest_url}/v1/models/imdb:predict"
+    encoded = base64.b64encode(POSITIVE.encode()).decode()
+    bodies = [{"instances": [POSITIVE]}, {"instances": [{INPUT_TEXT: POSITIVE}]},
+              {"instances": [{"b64": encoded}]}, {"inputs": [POSITIVE]},
+              {"inputs": {INPUT_TEXT: [{"b64": encoded}]}}]
+    answers = []
+    for body in bodies:
+        response = requests.post(url, json={"signature_name": SIGNATURE_TEXT, **body})
+        assert response.status_code == 200, response.text
+        payload = response.json()
+        answers.append(payload["predictions" if "instances" in body else "outputs"][0])
+    assert max(answers) - min(answers) < 1e-6
+    ids = {"signature_name": SIGNATURE_TOKEN_IDS, "instances": [[1] * 16]}
+    assert requests.post(url, json=ids).status_code == 200
+
+
+@pytest.mark.parametrize(("request_kwargs", "code", "needle"), [
+    ({"model": "nope"}, grpc.StatusCode.NOT_FOUND, "nope"),
+    ({"signature": "nope"}, grpc.StatusCode.FAILED_PRECONDITION, "nope"),
+    ({"signature": SIGNATURE_EXAMPLES}, grpc.StatusCode.INVALID_ARGUMENT, "examples"),
+    ({"texts": ()}, grpc.StatusCode.INVALID_ARGUMENT, "empty batch"),
+    ({"texts": (b"\xff\xfe bad",)}, grpc.StatusCode.INVALID_ARGUMENT, "UTF-8"),
+])
+def test_bad_grpc_predicts_get_tf_serving_status_codes(
+        stub: prediction_service_pb2_grpc.PredictionServiceStub, request_kwargs: dict[str, object],
+        code: grpc.StatusCode, needle: str) -> None:
+    """Unknown model or signature, wrong input key, empty batch and invalid
+    UTF-8 each get their canonical status and a message naming the problem."""
+    got, message = _code(stub.Predict, _text_request(**request_kwargs))  # type: ignore[arg-type]
+    assert got == code
+    assert needle in message
+
+
+def test_bad_versions_labels_dtypes_shapes_and_sizes_over_grpc(
+        server: RunningServer, stub: prediction_service_pb2_grpc.PredictionServiceStub) -> None:
+    """Unknown version -> NOT_FOUND, unknown label -> INVALID_ARGUMENT,
+    wrong dtype or shape -> INVALID_ARGUMENT, oversized -> RESOURCE_EXHAUSTED;
+    the server answers normally afterwards."""
+    request = _text_request()
+    request.model_spec.version.value = 9
+    assert _code(stub.Predict, request)[0] == grpc.StatusCode.NOT_FOUND
+    request = _text_request()
+    request.model_spec.version_label = "nope"
+    assert _code(stub.Predict, request)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    request = _text_request()
+    request.inputs[INPUT_TEXT].CopyFrom(tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32,
+                                                               int_val=[1]))
+    code, message = _code(stub.Predict, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "DT_STRING" in message
+    request = _text_request()
+    request.inputs[INPUT_TEXT].tensor_shape.dim.add(size=1)  # [1, 1] for a [None] input
+    assert _code(stub.Predict, request)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    big = _text_request(texts=(b"good " * (MAX_REQUEST // 4),))
+    assert _code(stub.Predict, big)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["nope"])
+    metadata.model_spec.name = "imdb"
+    assert _code(stub.GetModelMetadata, metadata)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert server.grpc("imdb").predict([POSITIVE])[0] > 0.9
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), [
+    ("GET", "/v1/models/nope", None, 404),
+    ("GET", "/v1/models/imdb/versions/9", None, 404),
+    ("GET", "/v1/models/imdb/labels/nope", None, 400),
+    ("GET", "/v1/models/imdb/versions/x", None, 400),
+    ("POST", "/v1/models/nope:predict", {"instances": ["a"]}, 404),
+    ("POST", "/v1/models/imdb:predict", {"signature_name": "nope", "instances": ["a"]}, 400),
+    ("POST", "/v1/models/imdb:predict", {"instances": []}, 400),
+    ("POST", "/v1/models/imdb:predict", {"instances": [{"wrong": "a"}]}, 400),
+    ("POST", "/v1/models/imdb:predict", {"instances": [1, 2]}, 400),
+    ("POST", "/v1/models/imdb:predict", {"instances": [{"b64": "!!"}]}, 400),
+    ("POST", "/v1/models/imdb:predict", {"inputs": ["a"], "instances": ["a"]}, 400),
+    ("POST", "/v1/models/imdb:predict", {"signature_name": SIGNATURE_TOKEN_IDS,
+                                         "instances": [[1, 2]]}, 400),
+    ("POST", "/v1/models/imdb:predict", {"signature_name": SIGNATURE_TOKEN_IDS,
+                                         "instances": [["a"] * 16]}, 400),
+    ("POST", "/v1/models/imdb:predict", [1], 400),
+    ("POST", "/v1/models/imdb:predict", b"{not json", 400),
+    ("POST", "/v1/models/imdb:predict", b'{"instances": ["\xff"]}', 400),
+    ("POST", "/v1/models/imdb:predict", b"x" * (MAX_REQUEST + 1), 413),
+    ("POST", "/v1/models/imdb:classify", {"examples": []}, 400),
+    ("GET", "/v1/models/imdb:predict", None, 400),
+    ("GET", "/nothing/here", None, 404),
+])
+def test_bad_rest_requests_get_tf_serving_json_errors(
+        server: RunningServer, method: str, path: str, body: object, status: int) -> None:
+    """Each bad REST request gets TF Serving's HTTP code and {"error": message}."""
+    data = body if isinstance(body, bytes) else (None if body is None else json.dumps(body))
+    response = requests.request(method, server.rest_url + path, data=data, timeout=10)
+    assert response.status_code == status, response.text
+    payload = response.json()
+    assert set(payload) == {"error"} and payload["error"]
+    assert server.rest("imdb").predict([NEGATIVE])[0] < 0.1
+
+
+def test_prometheus_metrics_count_requests_errors_latency_and_versions(
+        server: RunningServer) -> None:
+    """The metrics page has request counts by status, a latency histogram and
+    the versions available, in the Prometheus text format."""
+    server.rest("imdb").predict([POSITIVE])
+    requests.get(f"{server.rest_url}/v1/models/nope", timeout=10)
+    text = requests.get(f"{server.rest_url}/monitoring/prometheus/metrics", timeout=10).text
+    assert ':tensorflow:serving:request_count{model_name="imdb",status="OK"}' in text
+    assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"}' in text
+    assert ('request_latency_bucket{model_name="imdb",API="predict",entrypoint="REST",'
+            'le="+Inf"}') in text
+    assert ':tensorflow:serving:model_version_available{model_name="imdb",version="2"} 1' in text
+
+
+def test_client_cli_prints_json_lines_from_args_file_and_status(
+        server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI scores reviews from arguments and a file, over gRPC and REST,
+    one JSON line each, and reports errors as JSON with exit code 1."""
+    target = ["--model_name=imdb", f"--server=127.0.0.1:{server.grpc_port}"]
+    assert client_cli.main([*target, POSITIVE, NEGATIVE]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["label"] for line in lines] == [LABELS[1], LABELS[0]]
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text(f"{POSITIVE}\n{NEGATIVE}\n")
+    rest = ["--rest", "--model_name=imdb", f"--server=127.0.0.1:{server.rest_port}"]
+    assert client_cli.main([*rest, f"--file={reviews}", f"--signature={SIGNATURE_EXAMPLES}",
+                            "--batch_size=1"]) == 0
+    again = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line[OUTPUT_KEY] for line in again] == pytest.approx(
+        [line[OUTPUT_KEY] for line in lines], abs=1e-6)
+    assert client_cli.main([*target, "--status"]) == 0
+    assert "AVAILABLE" in capsys.readouterr().out
+    assert client_cli.main(["--model_name=nope", f"--server=127.0.0.1:{server.grpc_port}",
+                            "x"]) == 1
+    assert json.loads(capsys.readouterr().err)["code"] == "NOT_FOUND"
+
+
+def test_client_retries_unavailable_then_reports_it() -> None:
+    """Against a port nobody listens on, the client retries with backoff and
+    then raises UNAVAILABLE, within its bounded time."""
+    import portpicker
+
+    from serving.client import ClientOptions, GrpcClient
+
+    options = ClientOptions(f"127.0.0.1:{portpicker.pick_unused_port()}", "imdb",
+                            deadline_s=1, retries=2, backoff_s=0.01)
+    with GrpcClient(options) as unreachable, pytest.raises(ServingError) as caught:
+        unreachable.predict([POSITIVE])
+    assert caught.value.code == "UNAVAILABLE"
