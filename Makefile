@@ -25,12 +25,13 @@ typecheck:
 run: setup  ## the local pipeline end to end
 	$(PY) -m pipeline.local_runner $(if $(DATA),--data=$(DATA)) --output_dir=$(OUTPUT) --model=$(MODEL) $(RUN_ARGS)
 
-lock:  ## re-pin requirements.txt from requirements.in
+lock:  ## re-pin requirements.txt from requirements.in (needs no .venv)
+	bash scripts/setup_venv.sh --tools-only
 	.cache/setup/tools/bin/uv pip compile requirements.in --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_39 -o requirements.txt --custom-compile-command "make lock"
 
-clean:
-	rm -rf output .pytest_cache
+clean:  ## removes OUTPUT (default output/) and the test caches
+	rm -rf -- "$(OUTPUT)" .pytest_cache
 
 # ---- serving (issue #7) ----
 MODEL_NAME ?= imdb_sentiment

@@ -20,6 +20,7 @@ from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
 from components.imdb_example_gen.component import imdb_example_gen
+from components.infra_validation import InfraValidation
 from components.release.component import Release, ServedBaseline
 from components.release.layout import serving_dir
 from components.tflite_converter.component import TFLiteCheck
@@ -82,7 +83,7 @@ def create_pipeline(
     run_token: str = "",
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> statistics, schema, validation -> Transform -> Trainer ->
-    served baseline + Evaluator -> TFLite check -> Release.
+    served baseline + Evaluator, TFLite check, infra validation -> Release.
 
     `config.data.data` is the dataset (aclImdb/ folder or archive),
     `config.data.schema_dir` the curated schema folder and
@@ -153,17 +154,19 @@ def create_pipeline(
         tolerances=json.dumps(tflite_tolerances(config.checks), sort_keys=True),
         num_oov_buckets=config.transform.num_oov_buckets,
         check_examples=config.checks.tflite_check_examples, code_version=code_versions.tflite)
+    infra = InfraValidation(model=model, examples=examples, model_name=config.run.model_name)
     release = Release(
         model=model, blessing=evaluator.outputs["blessing"],
         evaluation=evaluator.outputs["evaluation"], baseline=served.outputs["baseline"],
-        tflite=tflite.outputs["tflite"], model_run=trainer.outputs["model_run"],
+        tflite=tflite.outputs["tflite"], infra_blessing=infra.outputs["blessing"],
+        model_run=trainer.outputs["model_run"],
         output_dir=out, model_name=config.run.model_name,
         thresholds=json.dumps(dataclasses.asdict(config.eval)), run_token=run_token)
     return tfx.dsl.Pipeline(
         pipeline_name=config.run.pipeline_name,
         pipeline_root=posixpath.join(out, "tfx", "pipeline_root"),
         components=[example_gen, statistics_gen, schema_gen, curated_schema, example_validator,
-                    gate, transform, trainer, served, evaluator, tflite, release],
+                    gate, transform, trainer, served, evaluator, tflite, infra, release],
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args),
         enable_cache=True,

@@ -73,11 +73,22 @@ fetch_shim_debs() {
               -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::State::Status=/var/lib/dpkg/status"
               -o "Dir::Cache=$apt_dir/cache" -o "Debug::NoLocking=1" -o "APT::Get::List-Cleanup=0"
               -o "Acquire::Languages=none" -o "APT::Sandbox::User=root")
-  if ! ls "$debs"/*.deb >/dev/null 2>&1; then
-    log "fetching ${SHIM_PACKAGES[*]} from Debian $SHIM_SUITE (private apt state in $apt_dir)"
+  # Each package on its own: one that is missing, empty or not a readable
+  # .deb (an interrupted earlier fetch) is fetched again; good ones are kept.
+  local missing=() pkg found
+  for pkg in "${SHIM_PACKAGES[@]}"; do
+    found=$(ls "$debs/${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+    if [ -n "$found" ] && dpkg-deb --info "$found" >/dev/null 2>&1; then
+      continue
+    fi
+    rm -f "$debs/${pkg}"_*.deb
+    missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "fetching ${missing[*]} from Debian $SHIM_SUITE (private apt state in $apt_dir)"
     apt-get -qq "${opts[@]}" update || die "apt-get update of the private $SHIM_SUITE list failed"
-    (cd "$debs" && apt-get -qq "${opts[@]}" download "${SHIM_PACKAGES[@]}") \
-      || die "apt-get download ${SHIM_PACKAGES[*]} failed"
+    (cd "$debs" && apt-get -qq "${opts[@]}" download "${missing[@]}") \
+      || die "apt-get download ${missing[*]} failed"
   fi
   SHIM_DEBS=$debs
 }
@@ -104,6 +115,11 @@ install_glibc_shim() {
 
 main() {
   command -v "$PYTHON" >/dev/null || die "$PYTHON not found: install Python 3.11 first"
+  if [ "${1:-}" = "--tools-only" ]; then  # what `make lock` needs: uv, no venv
+    mkdir -p "$CACHE"
+    bootstrap_tools
+    return 0
+  fi
   # The real interpreter, not a pyenv/asdf shim script.
   BASE_PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
   local stamp=$VENV/.setup-stamp want

@@ -16,10 +16,10 @@ from pipeline.pipeline import create_pipeline
 
 COMPONENTS = ["ImdbExampleGen", "StatisticsGen", "SchemaGen", "curated_schema", "ExampleValidator",
          "AnomaliesGate", "Transform", "Trainer", "ServedBaseline", "Evaluator", "TFLiteCheck",
-         "Release"]
+         "InfraValidation", "Release"]
 #: The only components that may read ExampleGen's output (which holds `eval`),
 #: and the splits each of them is allowed to read.
-EXAMPLE_READERS = {"StatisticsGen", "Transform", "Evaluator", "TFLiteCheck"}
+EXAMPLE_READERS = {"StatisticsGen", "Transform", "Evaluator", "TFLiteCheck", "InfraValidation"}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_every_component_is_there_and_the_release_step_runs_last(pipeline):
     assert sorted(ids) == sorted(COMPONENTS)
     assert ids[-1] == "Release"
     assert {u.id for u in pipeline.components[-1].upstream_nodes} >= {
-        "Evaluator", "TFLiteCheck", "ServedBaseline", "Trainer"}
+        "Evaluator", "TFLiteCheck", "InfraValidation", "ServedBaseline", "Trainer"}
     assert pipeline.pipeline_info.pipeline_root == "/nonexistent/out/tfx/pipeline_root"
     assert pipeline.beam_pipeline_args == ["--runner=DirectRunner"]
 
@@ -70,7 +70,8 @@ def test_each_component_takes_its_inputs_from_the_right_step(pipeline):
     assert _producers(c["Release"]) == {
         "model": ("Trainer", "model"), "blessing": ("Evaluator", "blessing"),
         "evaluation": ("Evaluator", "evaluation"), "baseline": ("ServedBaseline", "baseline"),
-        "tflite": ("TFLiteCheck", "tflite"), "model_run": ("Trainer", "model_run")}
+        "tflite": ("TFLiteCheck", "tflite"), "infra_blessing": ("InfraValidation", "blessing"),
+        "model_run": ("Trainer", "model_run")}
 
 
 def test_the_eval_split_reaches_the_evaluator_only(pipeline):

@@ -28,6 +28,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact
 from tfx.utils import io_utils, path_utils
 
+from components.infra_validation import VALIDATED_MODEL_DIR, InfraValidationError
 from components.release import publish, report
 from components.release.layout import LAST_RUN_FILE, serving_dir
 from components.tflite_converter.component import MANIFEST, TFLiteModel
@@ -98,6 +99,8 @@ def Release(
     evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
     baseline: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
     tflite: tfx.dsl.components.InputArtifact[TFLiteModel],
+    infra_blessing: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.InfraBlessing],
     model_run: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelRun],
     release: tfx.dsl.components.OutputArtifact[ReleaseRecord],
     output_dir: tfx.dsl.components.Parameter[str],
@@ -106,10 +109,13 @@ def Release(
     run_token: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
     """Publishes the blessed, checked candidate as a new version, or nothing."""
+    if infra_blessing.get_int_custom_property("blessed") != 1:
+        raise InfraValidationError("the candidate has no infra blessing; nothing was released")
     blessed = blessing.get_int_custom_property("blessed") == 1
     served_dir = serving_dir(output_dir, model_name)
     latest = publish.latest_version(served_dir)
-    candidate_dir = path_utils.serving_model_path(model.uri)
+    # The warmed copy that infra validation served: what is validated is what is released.
+    candidate_dir = posixpath.join(infra_blessing.uri, VALIDATED_MODEL_DIR)
     summary: dict[str, Any] = {
         "model_name": model_name,
         "metrics": report.collect_metrics(evaluation.uri),
@@ -119,6 +125,7 @@ def Release(
         "baseline_version": baseline.get_int_custom_property("served_version") or None,
         "training_history": _history(model_run),
         "tflite": _tflite_summary(tflite),
+        "infra_validation": json.loads(infra_blessing.get_string_custom_property("result")),
     }
     verdict = {"run_token": run_token, "blessed": blessed,
                "validation": summary["validation"], "metrics": summary["metrics"],

@@ -25,7 +25,8 @@ from components.errors import UserFacingError
 from components.tflite_converter import convert as conv
 from models import contract, features, text
 
-__all__ = ["MANIFEST", "TOKENIZER", "VOCAB", "TFLiteCheck", "TFLiteCheckError", "TFLiteModel"]
+__all__ = ["MANIFEST", "TOKENIZER", "VOCAB", "TFLiteCheck", "TFLiteCheckError", "TFLiteModel",
+           "read_texts"]
 
 MANIFEST, TOKENIZER, VOCAB = "manifest.json", "tokenizer.json", "vocab.txt"
 #: The split the variants are checked on.
@@ -42,7 +43,8 @@ class TFLiteCheckError(UserFacingError, RuntimeError):
     """A TFLite variant disagrees with the SavedModel beyond its tolerance."""
 
 
-def _texts(examples: artifact.Artifact, split: str, count: int) -> list[bytes]:
+def read_texts(examples: artifact.Artifact, split: str, count: int) -> list[bytes]:
+    """The first `count` review texts of one split of an Examples artifact."""
     split_dir = artifact_utils.get_split_uri([examples], split)
     files = tf.io.gfile.glob(posixpath.join(split_dir, "*.gz"))
     raw = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
@@ -79,7 +81,7 @@ def TFLiteCheck(
     """
     del code_version  # joins the cache key only
     limits = json.loads(tolerances)
-    texts = _texts(examples, CHECK_SPLIT, check_examples)
+    texts = read_texts(examples, CHECK_SPLIT, check_examples)
     transform_output = tft.TFTransformOutput(transform_graph.uri)
     ids = _token_ids(transform_output, texts)
     loaded = tf.saved_model.load(path_utils.serving_model_path(model.uri))
