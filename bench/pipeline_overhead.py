@@ -56,11 +56,12 @@ def _plain_keras(data: str, epochs: int, args: list[str]) -> dict[str, float]:
 
 def _pipeline(data: str, epochs: int, args: list[str]) -> dict[str, float]:
     from pipeline import local_runner
+    from pipeline.config import from_args
 
     with tempfile.TemporaryDirectory() as out:
         started = time.monotonic()
-        durations = local_runner.run([f"--data={data}", f"--output_dir={out}", *args,
-                                      "--early_stopping_patience=1000"])
+        durations = local_runner.run(from_args([f"--data={data}", f"--output_dir={out}", *args,
+                                                "--early_stopping_patience=1000"]))
         total = time.monotonic() - started
         history = json.loads((Path(out) / "metrics.json").read_text())["training_history"]
     assert len(history["loss"]) == epochs

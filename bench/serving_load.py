@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.contract import SIGNATURE_TEXT
+from models.contract import INPUT_TEXT, OUTPUT_KEY, SIGNATURE_TEXT
 from serving.client import ClientOptions, GrpcClient, RestClient, ServingError
 
 REVIEW = ("I went in expecting little, but the acting was great and the story kept me "
@@ -43,16 +43,16 @@ def bare_model(path: str, calls: int) -> dict[str, float]:
 
     function = tf.saved_model.load(path).signatures[SIGNATURE_TEXT]
     single, batch = tf.constant([REVIEW]), tf.constant([REVIEW] * 64)
-    function(text=single)
-    function(text=batch)
+    function(**{INPUT_TEXT: single})
+    function(**{INPUT_TEXT: batch})
     latencies = []
     for _ in range(calls):
         start = time.perf_counter()
-        function(text=single)["probability"].numpy()
+        function(**{INPUT_TEXT: single})[OUTPUT_KEY].numpy()
         latencies.append(time.perf_counter() - start)
     start, done = time.perf_counter(), 0
     while time.perf_counter() - start < 5:
-        function(text=batch)["probability"].numpy()
+        function(**{INPUT_TEXT: batch})[OUTPUT_KEY].numpy()
         done += 64
     return {"p50_ms": _percentile(latencies, 50) * 1e3, "p99_ms": _percentile(latencies, 99) * 1e3,
             "single_per_s": 1 / statistics.mean(latencies),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models import features
+from models import contract, features
 from models.config import TrainConfig
 
 __all__ = ["build_cnn", "bigram_bucket", "MaskedMean", "HashedBigramMean"]
@@ -90,5 +90,5 @@ def build_cnn(config: TrainConfig, vocab_total: int, max_length: int) -> keras.M
     hidden = layers.Dense(64, activation="relu", kernel_regularizer=l2)(hidden)
     hidden = layers.Dropout(config.dropout)(hidden)
     probability = layers.Dense(1, activation="sigmoid", kernel_regularizer=l2,
-                               name="probability")(hidden)
+                               name=contract.OUTPUT_KEY)(hidden)
     return keras.Model(ids, probability, name="cnn")

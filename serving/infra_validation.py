@@ -21,6 +21,7 @@ import numpy as np
 import portpicker
 
 from serving.client import ClientOptions, GrpcClient, ServingError, float_values
+from serving.manager import DEFAULT_SIGNATURE
 from serving.tensors import to_array
 from serving.warmup import DEFAULT_TEXTS, read_warmup_requests, warmup_requests
 
@@ -39,7 +40,7 @@ def _expected(saved_model_dir: str, requests: list[Any]) -> list[dict[str, np.nd
     loaded = tf.saved_model.load(saved_model_dir)
     answers = []
     for request in requests:
-        function = loaded.signatures[request.model_spec.signature_name or "serving_default"]
+        function = loaded.signatures[request.model_spec.signature_name or DEFAULT_SIGNATURE]
         inputs = {k: tf.constant(to_array(v)) for k, v in request.inputs.items()}
         answers.append({k: v.numpy() for k, v in function(**inputs).items()})
     return answers
