@@ -100,7 +100,7 @@ def test_bad_files_are_counted_in_the_report(tiny_corpus, tmp_path):
     _replace(tiny_corpus / "train" / "neg", 0, 2, b"")
     _replace(tiny_corpus / "train" / "pos", 1, 8, b"na\xefve but great")
     examples, report, artifact = _ingest(tiny_corpus, tmp_path)
-    assert len(examples["train"]) == 23
+    assert len(examples["train"]) + len(examples["valid"]) == 23
     assert report["quarantined"]["files"] == [{"path": "train/neg/0_2.txt",
                                                "reason": "empty review"}]
     assert report["decoded_with_replacement"] == {"count": 1, "files": ["train/pos/1_8.txt"]}
