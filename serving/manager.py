@@ -240,6 +240,16 @@ class _Model:
         self.waiting: set[int] = set()  # versions without saved_model.pb yet (logged once)
 
 
+
+def _labelled(model: _Model, version: int | None, label: str) -> int | None:
+    """The version a request names, through its version label if it has one."""
+    if not label:
+        return version
+    if label not in model.config.labels:
+        raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
+    return int(model.config.labels[label])
+
+
 class ModelManager:
     """Every configured model, polled for new versions on a background thread."""
 
@@ -259,11 +269,7 @@ class ModelManager:
         model = self._models.get(name)
         if model is None:
             raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
-        if label:
-            if label not in model.config.labels:
-                raise ServingError("INVALID_ARGUMENT",
-                                   f"Unrecognized servable version label: {label}")
-            version = model.config.labels[label]
+        version = _labelled(model, version, label)
         with self._lock:
             available = dict(model.available)
         if version is None:
@@ -281,11 +287,7 @@ class ModelManager:
         model = self._models.get(name)
         if model is None:
             raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
-        if label:
-            if label not in model.config.labels:
-                raise ServingError("INVALID_ARGUMENT",
-                                   f"Unrecognized servable version label: {label}")
-            version = model.config.labels[label]
+        version = _labelled(model, version, label)
         with self._lock:
             rows = sorted(model.states.items())
         if version is not None:
