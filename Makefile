@@ -46,3 +46,16 @@ serve:  ## TF-Serving-compatible server on the latest run's released model (127.
 
 deploy-config:  ## OUTPUT/deploy/: models.config, batching, monitoring, Compose, K8s, Grafana
 	$(PY) -m serving.deploy_config --output_dir=$(OUTPUT)
+
+# ---- kubeflow ----
+KFP_OUTPUT ?= imdb-sentiment.yaml
+KFP_ARGS ?=
+IMAGE ?= $(shell $(PY) -m kubeflow.image)
+
+.PHONY: kubeflow-compile image
+
+kubeflow-compile:  ## KFP v2 package; KFP_ARGS needs --output_dir=gs://... --data=gs://... --image=...
+	$(PY) -m kubeflow.runner compile --output=$(KFP_OUTPUT) --image=$(IMAGE) $(KFP_ARGS)
+
+image:  ## the component image (needs Docker): TFX base image of the pinned version + this project
+	docker build --build-arg TFX_VERSION=$$($(PY) -m kubeflow.image --tfx) -t $(IMAGE) .

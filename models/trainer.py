@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any
 
 import keras
@@ -21,7 +22,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from models import contract, features, text
 from models.cnn import build_cnn
 from models.config import TrainConfig, TransformConfig
-from models.distribution import make_strategy
+from models.distribution import cluster_role, make_strategy
 
 __all__ = ["run_fn", "make_optimizer", "export_serving_model"]
 
@@ -41,6 +42,12 @@ def _dataset(files: list[str], spec: dict[str, Any], batch_size: int,
     """
     paths = [p for pattern in files for p in tf.io.gfile.glob(pattern)]
     ds = tf.data.TFRecordDataset(paths, compression_type="GZIP")
+    options = tf.data.Options()
+    # Every worker reads all files and keeps its share of each global batch,
+    # so a step sees the same examples however many workers there are (file
+    # sharding would need at least one file per worker).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(options)
     ds = ds.map(lambda raw: tf.io.parse_single_example(raw, spec),
                 num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda ex: (tf.cast(ex[_TOKEN_IDS], tf.int32), ex[_LABEL])).cache()
@@ -104,7 +111,16 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput,
 
 
 def run_fn(fn_args: FnArgs) -> None:
-    """Fits the configured model under MirroredStrategy and exports it."""
+    """Fits the configured model under the strategy TF_CONFIG calls for and
+    exports it. Every worker of a multi-worker run saves (saving is a
+    collective step), but only the chief into the TFX output folders; the
+    others write to a temporary folder that is then deleted."""
+    # First: the multi-worker strategy must exist before the TF runtime starts.
+    strategy = make_strategy()
+    chief = cluster_role().is_chief
+    scratch = None if chief else tempfile.mkdtemp(prefix="non_chief_")
+    run_dir = fn_args.model_run_dir if scratch is None else os.path.join(scratch, "run")
+    serving_dir = fn_args.serving_model_dir if scratch is None else os.path.join(scratch, "model")
     train_config = TrainConfig(**fn_args.custom_config["train"])
     transform_config = TransformConfig(**fn_args.custom_config["transform"])
     keras.utils.set_random_seed(train_config.seed)
@@ -113,7 +129,6 @@ def run_fn(fn_args: FnArgs) -> None:
     vocab_total = text.vocab_total(tft_output.vocabulary_size_by_name(text.VOCAB_NAME),
                                    transform_config.num_oov_buckets)
 
-    strategy = make_strategy()
     replicas = strategy.num_replicas_in_sync
     batch = max(replicas, train_config.batch_size // replicas * replicas)
     train_ds = _dataset(fn_args.train_files, spec, batch, shuffle_seed=train_config.seed)
@@ -132,15 +147,17 @@ def run_fn(fn_args: FnArgs) -> None:
         keras.callbacks.EarlyStopping(monitor="val_loss",
                                       patience=train_config.early_stopping_patience,
                                       restore_best_weights=True),
-        keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "tensorboard")),
+        keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
         keras.callbacks.ModelCheckpoint(
-            os.path.join(fn_args.model_run_dir, "checkpoints", "best.weights.h5"),
+            os.path.join(run_dir, "checkpoints", "best.weights.h5"),
             monitor="val_loss", save_best_only=True, save_weights_only=True),
     ]
     history = model.fit(train_ds, validation_data=valid_ds, epochs=train_config.epochs,
                         callbacks=callbacks, verbose=2)
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    history_path = os.path.join(fn_args.model_run_dir, contract.HISTORY_FILE)
+    tf.io.gfile.makedirs(run_dir)
+    history_path = os.path.join(run_dir, contract.HISTORY_FILE)
     with tf.io.gfile.GFile(history_path, "w") as handle:
         json.dump({k: [float(v) for v in vs] for k, vs in history.history.items()}, handle)
-    export_serving_model(model, tft_output, fn_args.serving_model_dir, transform_config.max_length)
+    export_serving_model(model, tft_output, serving_dir, transform_config.max_length)
+    if scratch is not None:
+        tf.io.gfile.rmtree(scratch)

@@ -29,7 +29,8 @@ from models import contract, features
 from pipeline.config import CheckConfig, EvalConfig, PipelineConfig
 from pipeline.fingerprints import CodeVersions
 
-__all__ = ["PREPROCESSING_FN", "RUN_FN", "create_pipeline", "eval_config", "tflite_tolerances"]
+__all__ = ["PREPROCESSING_FN", "RUN_FN", "RuntimeInputs", "create_pipeline", "eval_config",
+           "release_thresholds", "tflite_tolerances", "trainer_custom_config"]
 
 _UNFINGERPRINTED = CodeVersions()
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
@@ -68,6 +69,45 @@ def eval_config(config: EvalConfig) -> tfma.EvalConfig:
     )
 
 
+def trainer_custom_config(config: PipelineConfig, code_versions: CodeVersions) -> dict[str, Any]:
+    """The Trainer's custom_config: what `run_fn` reads (and its cache key)."""
+    return {"train": dataclasses.asdict(config.train),
+            "transform": dataclasses.asdict(config.transform), "code": code_versions.trainer}
+
+
+def release_thresholds(config: EvalConfig) -> str:
+    """The blessing thresholds as the Release step reports them (JSON)."""
+    return json.dumps(dataclasses.asdict(config))
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeInputs:
+    """Exec properties a runner supplies as values given at run time (Kubeflow
+    RuntimeParameters) instead of the config's values; None keeps the config's.
+
+    `data_root` replaces ImdbExampleGen's input_base (the aclImdb/ folder, or
+    the folder holding the archive); `train_config` the Trainer's
+    custom_config (JSON of `trainer_custom_config`); `eval_config` the
+    Evaluator's (JSON of the tfma.EvalConfig, thresholds included);
+    `thresholds` the Release step's report of them (`release_thresholds`);
+    `trainer_platform_config` goes to `Trainer.with_platform_config` (a KFP
+    ResourceSpec: CPU, memory, GPUs).
+    """
+
+    data_root: Any = None
+    train_config: Any = None
+    eval_config: Any = None
+    thresholds: Any = None
+    trainer_platform_config: Any = None
+
+
+_COMPILED = RuntimeInputs()
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def tflite_tolerances(config: CheckConfig) -> dict[str, dict[str, float]]:
     """{variant: {max_abs_diff, min_agreement}} from the `<variant>_*` config fields."""
     return {v.name: {"max_abs_diff": getattr(config, f"{v.name}_max_abs_diff"),
@@ -80,7 +120,8 @@ def create_pipeline(
     metadata_connection_config: Any,
     beam_pipeline_args: Sequence[str],
     code_versions: CodeVersions = _UNFINGERPRINTED,
-    run_token: str = "",
+    run_token: Any = "",
+    runtime: RuntimeInputs = _COMPILED,
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> statistics, schema, validation -> Transform -> Trainer ->
     served baseline + Evaluator, TFLite check, infra validation -> Release.
@@ -89,7 +130,8 @@ def create_pipeline(
     `config.data.schema_dir` the curated schema folder and
     `config.run.output_dir` an absolute path or URI: the runner resolves
     them. `run_token` differs per run and keeps the steps that look at the
-    published release (served baseline, release) out of the cache.
+    published release (served baseline, release) out of the cache. `runtime`
+    lets a runner hand some exec properties over as run-time values.
     """
     if not config.data.data or not config.data.schema_dir:
         raise ValueError("create_pipeline needs resolved config.data.data and "
@@ -98,7 +140,7 @@ def create_pipeline(
     example_gen = imdb_example_gen(
         config.data.data, valid_fraction=config.data.valid_fraction,
         eval_fraction=config.data.eval_fraction, include_unsup=config.data.include_unsup,
-        code_version=code_versions.ingest)
+        code_version=code_versions.ingest, input_base=runtime.data_root)
     examples = example_gen.outputs["examples"]
     statistics_gen = tfx.components.StatisticsGen(
         examples=examples, exclude_splits=[contract.UNSUP])
@@ -136,9 +178,10 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         train_args=tfx.proto.TrainArgs(splits=[contract.TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[contract.VALID]),
-        custom_config={"train": dataclasses.asdict(config.train), "transform": transform_params,
-                       "code": code_versions.trainer},
+        custom_config=_or(runtime.train_config, trainer_custom_config(config, code_versions)),
     )
+    if runtime.trainer_platform_config is not None:
+        trainer.with_platform_config(runtime.trainer_platform_config)
     model = trainer.outputs["model"]
     served = ServedBaseline(model=model, serving_dir=serving_dir(out, config.run.model_name),
                             run_token=run_token)
@@ -147,7 +190,7 @@ def create_pipeline(
         model=model,
         baseline_model=served.outputs["baseline"],
         example_splits=[contract.EVAL],
-        eval_config=eval_config(config.eval),
+        eval_config=_or(runtime.eval_config, eval_config(config.eval)),
     )
     tflite = TFLiteCheck(
         model=model, transform_graph=transform.outputs["transform_graph"], examples=examples,
@@ -161,7 +204,8 @@ def create_pipeline(
         tflite=tflite.outputs["tflite"], infra_blessing=infra.outputs["blessing"],
         model_run=trainer.outputs["model_run"],
         output_dir=out, model_name=config.run.model_name,
-        thresholds=json.dumps(dataclasses.asdict(config.eval)), run_token=run_token)
+        thresholds=_or(runtime.thresholds, release_thresholds(config.eval)),
+        run_token=run_token)
     return tfx.dsl.Pipeline(
         pipeline_name=config.run.pipeline_name,
         pipeline_root=posixpath.join(out, "tfx", "pipeline_root"),

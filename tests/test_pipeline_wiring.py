@@ -113,3 +113,30 @@ def test_an_unresolved_config_is_refused():
     config = dataclasses.replace(PipelineConfig(), data=DataConfig(data=None))
     with pytest.raises(ValueError, match="runner resolves"):
         create_pipeline(config, metadata_connection_config=None, beam_pipeline_args=[])
+
+
+def test_runtime_inputs_replace_exactly_the_exec_properties_they_name():
+    """What the Kubeflow runner hands over as run-time parameters; the local
+    runner passes none, so its exec properties are the config's (tests above)."""
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from pipeline.pipeline import RuntimeInputs
+
+    resources = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec(
+        cpu_limit=4)
+    train = tfx.dsl.experimental.RuntimeParameter(name="train_config", ptype=str, default="{}")
+    runtime = RuntimeInputs(data_root="DATA", train_config=train, eval_config="{}",
+                            thresholds="THRESHOLDS", trainer_platform_config=resources)
+    config = PipelineConfig(
+        data=DataConfig(data="/nonexistent/aclImdb_v1.tar.gz", schema_dir="/nonexistent/s"),
+        run=RunConfig(output_dir="/nonexistent/out"))
+    c = _by_id(create_pipeline(config, metadata_connection_config=None, beam_pipeline_args=[],
+                               runtime=runtime))
+    assert c["ImdbExampleGen"].exec_properties["input_base"] == "DATA"
+    assert json.loads(c["ImdbExampleGen"].exec_properties["input_config"])["splits"][0][
+        "pattern"] == "aclImdb_v1.tar.gz"
+    assert c["Trainer"].exec_properties["custom_config"] is train
+    assert c["Trainer"].platform_config == resources
+    assert c["Evaluator"].exec_properties["eval_config"] == "{}"
+    assert c["Release"].exec_properties["thresholds"] == "THRESHOLDS"
+    assert c["Transform"].platform_config is None

@@ -86,19 +86,23 @@ class ImdbExampleGen(FileBasedExampleGen):
 
 
 def imdb_example_gen(source: str, *, valid_fraction: float, eval_fraction: float,
-                     include_unsup: bool, code_version: str = "") -> ImdbExampleGen:
+                     include_unsup: bool, code_version: str = "",
+                     input_base: Any = None) -> ImdbExampleGen:
     """The ingestion component. `eval_fraction` applies only when the source
     has no official test/ set; `code_version` (a fingerprint of the ingestion
-    code) joins the cache key."""
+    code) joins the cache key. `input_base` replaces the folder part of
+    `source` (the aclImdb/ folder, or the archive's folder) with a value given
+    at run time, e.g. a Kubeflow RuntimeParameter: the executor reads the
+    source from input_base and the split patterns, not from `source`."""
     base, inputs = input_splits(source, include_unsup)
     struct = struct_pb2.Struct()
-    struct.update({"source": source, "valid_fraction": valid_fraction,
+    struct.update({"valid_fraction": valid_fraction,
                    "eval_fraction": eval_fraction, "include_unsup": include_unsup,
                    "code": code_version})
     packed = any_pb2.Any()
     packed.Pack(struct)
     return ImdbExampleGen(
-        input_base=base,
+        input_base=base if input_base is None else input_base,
         input_config=inputs,
         custom_config=example_gen_pb2.CustomConfig(custom_config=packed),
         custom_executor_spec=executor_spec.BeamExecutorSpec(executor.Executor),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 from typing import Any
 
 import apache_beam as beam
@@ -29,7 +30,7 @@ from models import features
 from models.contract import EVAL, TRAIN, UNSUP, VALID
 
 __all__ = ["REPORT_FILE", "Executor", "assign_split", "movie_bucket", "output_splits",
-           "to_example"]
+           "source_of", "to_example"]
 
 REPORT_FILE = "ingest_report.json"
 _MAX_LISTED = 100
@@ -82,6 +83,22 @@ def to_example(review: reader.Review) -> bytes:
         features.MOVIE_ID: _bytes(review.movie_id),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def source_of(exec_properties: dict[str, Any]) -> str:
+    """The dataset this run reads: `input_base`, joined with the archive's
+    name when the split patterns name an archive (`input_splits` makes every
+    pattern the bare archive name; folder patterns always hold a `/`).
+
+    Read from input_base rather than a copy in the custom config, so that a
+    data location given at run time (a Kubeflow RuntimeParameter on
+    input_base) is the one both the driver fingerprints and this executor reads.
+    """
+    config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], config)
+    base = str(exec_properties[standard_component_specs.INPUT_BASE_KEY]).rstrip("/")
+    pattern = config.splits[0].pattern
+    return base if "/" in pattern else posixpath.join(base, pattern)
 
 
 def parse_custom_config(exec_properties: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +180,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]
     ) -> dict[str, beam.pvalue.PCollection]:
         options = parse_custom_config(exec_properties)
-        source = options["source"]
+        source = source_of(exec_properties)
         with_test = reader.has_test_split(source)  # also fails fast on a bad layout/archive
         eval_fraction = None if with_test else float(options["eval_fraction"])
         valid_fraction = float(options["valid_fraction"])
@@ -197,7 +214,6 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         examples = output_dict[standard_component_specs.EXAMPLES_KEY]
         artifact = artifact_utils.get_single_instance(examples)
         report_path = os.path.join(artifact.uri, REPORT_FILE)
-        options = parse_custom_config(exec_properties)
         self._report_path = report_path
         try:
             super().Do(input_dict, output_dict, exec_properties)
@@ -210,7 +226,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         artifact.set_int_custom_property("quarantined", report["quarantined"]["count"])
         artifact.set_int_custom_property("decoded_with_replacement",
                                          report["decoded_with_replacement"]["count"])
-        _log_report(report, options["source"], report_path)
+        _log_report(report, source_of(exec_properties), report_path)
 
 
 def _remove_outputs(uri: str) -> None:

@@ -1,7 +1,9 @@
 """Reads the Stanford Large Movie Review dataset (aclImdb v1.0) in its official
 layout, from an unpacked directory or straight from the `.tar.gz` archive.
 
-Pure Python (no TF, no Beam) so it is fast to test and reused by every caller.
+Plain functions (no Beam) reused by every caller. Files are read through
+`tf.io.gfile`, so the same code reads a local folder, a mounted volume or
+object storage (`gs://`, `s3://`) when the pipeline runs on a cluster.
 Each review file becomes a `Review`, or a `Quarantined` record saying why it
 was set aside: nothing is dropped silently. Structural problems (a missing
 folder or urls file, a corrupt archive) raise `IngestError` naming the path.
@@ -9,14 +11,17 @@ folder or urls file, a corrupt archive) raise `IngestError` naming the path.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
+import posixpath
 import re
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
+
+import tensorflow as tf
 
 from components.errors import UserFacingError
 
@@ -36,6 +41,10 @@ ROOT_NAME = "aclImdb"
 
 #: Allowed ratings per folder, as documented in the dataset's README.
 RATING_RANGES: dict[str, tuple[int, int]] = {"pos": (7, 10), "neg": (1, 4), "unsup": (0, 0)}
+
+# What reading a damaged archive or an unreadable file raises: Python's own
+# decompression errors, and TensorFlow's for the file system underneath.
+_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, tf.errors.OpError)
 
 _FILE_NAME = re.compile(r"^(\d+)_(\d+)\.txt$")
 _MOVIE_ID = re.compile(r"/title/(tt\d+)")
@@ -127,48 +136,79 @@ def parse_review(rel_path: str, raw: bytes, urls: list[str]) -> Record:
     )
 
 
-def _dir_root(path: Path) -> Path:
-    if (path / "train").is_dir():
+def _join(*parts: str) -> str:
+    # posixpath, not pathlib: Path("gs://bucket/x") would collapse the "//".
+    return posixpath.join(*parts)
+
+
+def _is_dir(path: str) -> bool:
+    return bool(tf.io.gfile.isdir(path))
+
+
+def _read_bytes(path: str) -> bytes:
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        data: bytes = handle.read()
+    return data
+
+
+def _listdir(folder: str) -> list[str]:
+    # Object stores list sub-folders with a trailing "/".
+    return [entry.rstrip("/") for entry in tf.io.gfile.listdir(folder)]
+
+
+def _dir_root(path: str) -> str:
+    if _is_dir(_join(path, "train")):
         return path
-    if (path / ROOT_NAME / "train").is_dir():
-        return path / ROOT_NAME
+    if _is_dir(_join(path, ROOT_NAME, "train")):
+        return _join(path, ROOT_NAME)
     raise IngestError(
         f"{path}: no train/ folder: expected the aclImdb/ layout (train/pos, train/neg, ...)")
 
 
-def dataset_root(source: str | os.PathLike[str]) -> Path:
+def _as_str(source: str | os.PathLike[str]) -> str:
+    text = os.fspath(source)
+    return text.rstrip("/") if len(text) > 1 else text
+
+
+def dataset_root(source: str | os.PathLike[str]) -> str:
     """The aclImdb/ folder itself when given it or its parent; an archive as is.
     Raises IngestError naming the path when it is neither."""
-    path = Path(source)
-    if not path.exists():
+    path = _as_str(source)
+    if not tf.io.gfile.exists(path):
         raise IngestError(f"{path}: no such file or directory")
-    return _dir_root(path) if path.is_dir() else path
+    return _dir_root(path) if _is_dir(path) else path
 
 
-def _dir_listing(root: Path) -> set[str]:
+def _dir_listing(root: str) -> set[str]:
     return {
         f"{split}/{entry}"
         for split in ("train", "test")
-        if (root / split).is_dir()
-        for entry in os.listdir(root / split)
+        if _is_dir(_join(root, split))
+        for entry in _listdir(_join(root, split))
     }
 
 
-def _iter_dir(root: Path, folders: list[tuple[str, str]]) -> Iterator[_Member]:
+def _iter_dir(root: str, folders: list[tuple[str, str]]) -> Iterator[_Member]:
     for split, sentiment in folders:
-        folder = root / split / sentiment
-        for name in sorted(os.listdir(folder)):
-            yield f"{split}/{sentiment}/{name}", (folder / name).read_bytes
+        folder = _join(root, split, sentiment)
+        for name in sorted(_listdir(folder)):
+            yield f"{split}/{sentiment}/{name}", functools.partial(_read_bytes, _join(folder, name))
 
 
-def _open_tar(path: Path) -> tarfile.TarFile:
-    try:
-        return tarfile.open(path, "r:*")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise IngestError(f"{path}: not a readable tar archive ({err})") from err
+@contextlib.contextmanager
+def _open_tar(path: str) -> Iterator[tarfile.TarFile]:
+    """The archive through a GFile (tarfile leaves a passed file object open,
+    so both are closed here)."""
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        try:
+            tar = tarfile.open(fileobj=handle, mode="r:*")  # noqa: SIM115 (closed below)
+        except _READ_ERRORS as err:
+            raise IngestError(f"{path}: not a readable tar archive ({err})") from err
+        with tar:
+            yield tar
 
 
-def _iter_tar(path: Path) -> Iterator[tuple[str, tarfile.TarFile, tarfile.TarInfo]]:
+def _iter_tar(path: str) -> Iterator[tuple[str, tarfile.TarFile, tarfile.TarInfo]]:
     """Streams the members under aclImdb/, turning any read failure into IngestError."""
     prefix = ROOT_NAME + "/"
     try:
@@ -178,32 +218,33 @@ def _iter_tar(path: Path) -> Iterator[tuple[str, tarfile.TarFile, tarfile.TarInf
                     yield member.name[len(prefix):], tar, member
     except IngestError:
         raise
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+    except _READ_ERRORS as err:
         raise IngestError(
             f"{path}: archive is truncated or corrupt ({err}); download it again") from err
 
 
-def _tar_member_bytes(path: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+def _tar_member_bytes(path: str, tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     handle = tar.extractfile(member)
     if handle is None:
         raise IngestError(f"{path}: member {member.name} is not a regular file")
     try:
         return handle.read()
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+    except _READ_ERRORS as err:
         raise IngestError(
             f"{path}: archive is truncated or corrupt at {member.name} ({err})") from err
 
 
-def _scan_tar(path: Path) -> tuple[set[str], dict[str, bytes]]:
+def _scan_tar(path: str) -> tuple[set[str], dict[str, bytes]]:
     """First pass: the folder listing and the urls_*.txt files, which the
     archive stores after the reviews they describe. Remembered per file
     version, so `has_test_split` and `read_reviews` decompress it once."""
-    stat = path.stat()
-    return _scan_tar_version(path.resolve(), stat.st_mtime_ns, stat.st_size)
+    stat = tf.io.gfile.stat(path)
+    key = path if "://" in path else os.path.realpath(path)
+    return _scan_tar_version(key, int(stat.mtime_nsec), int(stat.length))
 
 
 @functools.lru_cache(maxsize=4)
-def _scan_tar_version(path: Path, mtime_ns: int, size: int) -> tuple[set[str], dict[str, bytes]]:
+def _scan_tar_version(path: str, mtime_ns: int, size: int) -> tuple[set[str], dict[str, bytes]]:
     del mtime_ns, size  # cache key only: a rewritten archive is scanned again
     listing: set[str] = set()
     urls: dict[str, bytes] = {}
@@ -216,7 +257,7 @@ def _scan_tar_version(path: Path, mtime_ns: int, size: int) -> tuple[set[str], d
     return listing, urls
 
 
-def _check_layout(source: Path, listing: set[str], folders: list[tuple[str, str]]) -> None:
+def _check_layout(source: str, listing: set[str], folders: list[tuple[str, str]]) -> None:
     for split, sentiment in folders:
         for needed in (f"{split}/{sentiment}", f"{split}/urls_{sentiment}.txt"):
             if needed not in listing:
@@ -225,8 +266,8 @@ def _check_layout(source: Path, listing: set[str], folders: list[tuple[str, str]
 
 def has_test_split(source: str | os.PathLike[str]) -> bool:
     """Whether the official test/ folder (pos and neg) is present."""
-    path = Path(source)
-    listing = _dir_listing(_dir_root(path)) if path.is_dir() else _scan_tar(path)[0]
+    path = _as_str(source)
+    listing = _dir_listing(_dir_root(path)) if _is_dir(path) else _scan_tar(path)[0]
     return {"test/pos", "test/neg"} <= listing
 
 
@@ -245,14 +286,15 @@ def read_reviews(
     The layout is checked before the first record is yielded, so a missing
     folder fails fast and names what is missing.
     """
-    path = Path(source)
-    if not path.exists():
+    path = _as_str(source)
+    if not tf.io.gfile.exists(path):
         raise IngestError(f"{path}: no such file or directory")
     folders = _folders(include_test, include_unsup)
-    if path.is_dir():
+    if _is_dir(path):
         root = _dir_root(path)
         _check_layout(path, _dir_listing(root), folders)
-        urls = {f"{s}/{t}": _urls((root / s / f"urls_{t}.txt").read_bytes()) for s, t in folders}
+        urls = {f"{s}/{t}": _urls(_read_bytes(_join(root, s, f"urls_{t}.txt")))
+                for s, t in folders}
         for rel, load in _iter_dir(root, folders):
             yield parse_review(rel, load(), urls[rel.rsplit("/", 1)[0]])
         return

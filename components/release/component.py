@@ -40,7 +40,7 @@ __all__ = ["Release", "ReleaseRecord", "ServedBaseline", "write_last_run"]
 class ReleaseRecord(artifact.Artifact):
     """What the release step did: released, unchanged or not_blessed, and the version."""
 
-    TYPE_NAME = "ReleaseRecord"
+    TYPE_NAME = "imdb.ReleaseRecord"
 
 
 def write_last_run(output_dir: str, verdict: dict[str, Any]) -> None:

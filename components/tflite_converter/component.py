@@ -36,7 +36,7 @@ CHECK_SPLIT = contract.VALID
 class TFLiteModel(artifact.Artifact):
     """The checked mobile artefacts of one candidate model."""
 
-    TYPE_NAME = "TFLiteModel"
+    TYPE_NAME = "imdb.TFLiteModel"
 
 
 class TFLiteCheckError(UserFacingError, RuntimeError):

@@ -1,0 +1,204 @@
+"""`run_fn` as two MultiWorkerMirroredStrategy workers on loopback, against
+a single-process run of the same job.
+
+The workers are real processes with their own TF_CONFIG, as a TFJob or a
+Vertex AI worker pool starts them; they get the same FnArgs (the same output
+folders), as they would on a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models import contract
+from models.distribution import cluster_role
+
+#: |p_two_workers - p_single_process| allowed per review. Both runs apply the
+#: same updates to the same global batches (2 replicas each, DATA sharding);
+#: only the all-reduce's summation order differs, which leaves float32
+#: rounding noise (~1e-7 per step) that a few Adam steps cannot grow past this.
+TOLERANCE = 1e-4
+TRANSFORM = {"vocab_size": 40, "num_oov_buckets": 1, "max_length": 16}
+TRAIN = {"embedding_dim": 8, "filters": 4, "dropout": 0.0, "epochs": 3, "batch_size": 16,
+         "learning_rate": 0.01, "bigram_buckets": 0, "early_stopping_patience": 5, "seed": 7}
+PROBE = ["a great wonderful film", "awful boring mess", "great acting but a boring plot"]
+
+
+def test_tf_config_decides_the_chief_and_the_worker_count():
+    """Worker 0 is the chief unless the cluster names a `chief` task;
+    without TF_CONFIG the process trains alone and is the chief."""
+    two = {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 1}}
+    assert not cluster_role({"TF_CONFIG": json.dumps(two)}).is_chief
+    assert cluster_role({"TF_CONFIG": json.dumps(two)}).workers == 2
+    two["task"]["index"] = 0
+    assert cluster_role({"TF_CONFIG": json.dumps(two)}).is_chief
+    with_chief = {"cluster": {"chief": ["h:0"], "worker": ["h:1"]},
+                  "task": {"type": "worker", "index": 0}}
+    assert not cluster_role({"TF_CONFIG": json.dumps(with_chief)}).is_chief
+    assert cluster_role({"TF_CONFIG": json.dumps(with_chief)}).workers == 2
+    alone = cluster_role({})
+    assert alone.is_chief and not alone.multi_worker
+
+
+def _rows(count: int, seed: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    good, bad, filler = ["great", "wonderful", "superb"], ["awful", "boring", "dull"], \
+        ["the", "film", "plot", "acting", "a", "was", "and"]
+    rows = []
+    for i in range(count):
+        label = i % 2
+        words = list(rng.choice(filler, 6)) + list(rng.choice(good if label else bad, 2))
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words).encode(), "label": label, "rating": 9 if label else 2,
+                     "review_id": f"train/x/{i}".encode(), "movie_id": f"tt{i}".encode()})
+    return rows
+
+
+def _write_transformed(root: Path) -> None:
+    """What Transform hands the Trainer: the transform graph and gzipped
+    transformed train/valid examples."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+
+    from models import features
+    from models.preprocessing import preprocessing_fn
+
+    spec = {features.TEXT: tf.io.FixedLenFeature([], tf.string),
+            features.LABEL: tf.io.FixedLenFeature([], tf.int64),
+            features.RATING: tf.io.FixedLenFeature([], tf.int64),
+            features.REVIEW_ID: tf.io.FixedLenFeature([], tf.string),
+            features.MOVIE_ID: tf.io.FixedLenFeature([], tf.string)}
+    metadata = tft.DatasetMetadata.from_feature_spec(spec)
+    with tft_beam.Context(temp_dir=str(root / "tmp"), force_tf_compat_v1=False):
+        (train, out_meta), transform_fn = (_rows(128, 0), metadata) | \
+            tft_beam.AnalyzeAndTransformDataset(
+                lambda inputs: preprocessing_fn(inputs, TRANSFORM), output_record_batches=False)
+        valid, _ = ((_rows(32, 1), metadata), transform_fn) | tft_beam.TransformDataset(
+            output_record_batches=False)
+        _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform"))
+    coder = tft.coders.ExampleProtoCoder(out_meta.schema)
+    for name, rows in (("train", train), ("valid", valid)):
+        options = tf.io.TFRecordOptions(compression_type="GZIP")
+        (root / name).mkdir()
+        with tf.io.TFRecordWriter(str(root / name / "data.gz"), options) as writer:
+            for row in rows:
+                writer.write(coder.encode(row))
+
+
+def worker_main(job_file: str) -> None:
+    """One training process: `python -c ... worker_main(job.json)`."""
+    job = json.loads(Path(job_file).read_text())
+    if "TF_CONFIG" not in os.environ:
+        # As the local runner does: 2 logical CPUs, 2 replicas like the two workers.
+        from models.distribution import configure_logical_cpus
+
+        configure_logical_cpus(2)
+    import keras
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    keras.config.disable_traceback_filtering()  # a failure names the real frame
+
+    from models.trainer import run_fn
+
+    run_fn(FnArgs(train_files=[job["train"]], eval_files=[job["valid"]],
+                  transform_output=job["transform"], serving_model_dir=job["serving"],
+                  model_run_dir=job["run"],
+                  custom_config={"train": TRAIN, "transform": TRANSFORM}))
+
+
+def _start(job: dict[str, str], path: Path, tf_config: dict[str, Any] | None) -> subprocess.Popen:
+    path.write_text(json.dumps(job))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if tf_config is not None:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    code = f"from tests.test_kubeflow_multiworker import worker_main; worker_main({str(path)!r})"
+    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=Path(__file__).parent.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(two-worker output root, single-process output root) after training."""
+    import portpicker
+
+    root = tmp_path_factory.mktemp("multiworker")
+    _write_transformed(root)
+    data = {"train": str(root / "train" / "*.gz"), "valid": str(root / "valid" / "*.gz"),
+            "transform": str(root / "transform")}
+    multi = {**data, "serving": str(root / "multi" / "serving"), "run": str(root / "multi" / "run")}
+    single = {**data, "serving": str(root / "single" / "serving"),
+              "run": str(root / "single" / "run")}
+    ports = [portpicker.pick_unused_port() for _ in range(2)]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    processes = {
+        f"worker {i}": _start(multi, root / f"worker{i}.json",
+                              {"cluster": cluster, "task": {"type": "worker", "index": i}})
+        for i in range(2)}
+    processes["single"] = _start(single, root / "single.json", None)
+    try:
+        outputs = {name: p.communicate(timeout=900)[0] for name, p in processes.items()}
+    finally:
+        for p in processes.values():
+            if p.poll() is None:
+                p.kill()
+    return root / "multi", root / "single", outputs, {n: p.returncode for n, p in
+                                                      processes.items()}
+
+
+#: Keras 3's `Model.fit` does not run under MultiWorkerMirroredStrategy
+#: (keras-team/keras#20585, tensorflow/tensorflow#72388): worker 0 fails with
+#: "Attempt to convert a value (PerReplica...)" in cross_device_ops. Strict:
+#: when a Keras release fixes it, these tests pass and the marker must go.
+KERAS_MWMS_BUG = pytest.mark.xfail(
+    strict=True, reason="keras-team/keras#20585: Keras 3 fit under MultiWorkerMirroredStrategy")
+
+
+def _all_finished(trained) -> None:
+    *_, outputs, codes = trained
+    for name, code in codes.items():
+        assert code == 0, f"{name} failed:\n{outputs[name][-4000:]}"
+
+
+def _probabilities(model_dir: Path) -> np.ndarray:
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(model_dir)).signatures[contract.SIGNATURE_TEXT]
+    return serve(**{contract.INPUT_TEXT: tf.constant(PROBE)})[contract.OUTPUT_KEY].numpy()
+
+
+@pytest.mark.slow
+@KERAS_MWMS_BUG
+def test_two_workers_finish_and_only_the_chief_exports_with_the_agreed_signatures(trained):
+    _all_finished(trained)
+    multi, _, outputs, _ = trained
+    assert "MultiWorkerMirroredStrategy: 2 worker(s)" in outputs["worker 0"] + outputs["worker 1"]
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(multi / "serving"))
+    assert set(loaded.signatures) == {contract.SIGNATURE_EXAMPLES, contract.SIGNATURE_TEXT,
+                                      contract.SIGNATURE_TOKEN_IDS}
+    history = json.loads((multi / "run" / contract.HISTORY_FILE).read_text())
+    assert len(history["loss"]) == TRAIN["epochs"]
+    # The non-chief wrote nothing of its own beside the chief's files.
+    assert not list(multi.parent.glob("**/non_chief_*"))
+
+
+@pytest.mark.slow
+@KERAS_MWMS_BUG
+def test_two_worker_predictions_match_a_single_process_run(trained):
+    _all_finished(trained)
+    multi, single, _, _ = trained
+    p_multi, p_single = _probabilities(multi / "serving"), _probabilities(single / "serving")
+    np.testing.assert_allclose(p_multi, p_single, atol=TOLERANCE, rtol=0)
+    # And the job really learned something, so the comparison means something.
+    assert p_single[0] > 0.5 > p_single[1]
