@@ -269,13 +269,13 @@ def submit(spec: CompiledSpec, values: dict[str, str], submit_config: SubmitConf
 
 
 def _add_section(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
-    from pipeline.config import _converter
+    from pipeline.config import flag_type
 
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         group.add_argument(f"--{f.name}", dest=f"{title}.{f.name}",
-                           type=_converter(f, hints[f.name]), default=f.default,
+                           type=flag_type(f, hints[f.name]), default=f.default,
                            help=f.metadata["help"])
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "TrainConfig",
     "TransformConfig",
     "build_parser",
+    "flag_type",
     "from_args",
 ]
 
@@ -136,7 +137,7 @@ def _scalar_type(hint: Any) -> Any:
     return _parse_bool if base is bool else base
 
 
-def _converter(f: dataclasses.Field[Any], hint: Any) -> Callable[[str], Any]:
+def flag_type(f: dataclasses.Field[Any], hint: Any) -> Callable[[str], Any]:
     """Parses a flag's text and checks its range, so a bad value is refused
     while the flags are parsed, before anything runs."""
     parse = _scalar_type(hint)
@@ -178,7 +179,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
             ranged = f.metadata.get("low") is not None or f.metadata.get("high") is not None
             help_text = f.metadata["help"] + (f" ({allowed(f)})" if ranged else "")
             group.add_argument(
-                f"--{f.name}", dest=f"{section}.{f.name}", type=_converter(f, hints[f.name]),
+                f"--{f.name}", dest=f"{section}.{f.name}", type=flag_type(f, hints[f.name]),
                 default=f.default, help=help_text, choices=f.metadata.get("choices"))
     return parser
 

@@ -227,3 +227,19 @@ def test_the_example_gen_container_command_runs_as_compiled(package, tiny_archiv
                                                     "ingest_report.json"}
     output = json.loads((tmp_path / "imdb-example-gen" / "executor_output.json").read_text())
     assert "examples" in output["artifacts"]
+
+
+def test_submitting_to_an_unreachable_endpoint_fails_in_one_line(tmp_path, capsys):
+    """A closed loopback port stands for a KFP endpoint that does not answer."""
+    import portpicker
+
+    from kubeflow.runner import main
+
+    port = portpicker.pick_unused_port()
+    status = main(["submit", f"--host=http://127.0.0.1:{port}", f"--output={tmp_path}/p.yaml",
+                   "--timeout_s=5", *FLAGS])
+    assert status == 1
+    [line] = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert line.startswith(f"kubeflow.runner: error: KFP endpoint http://127.0.0.1:{port} "
+                           "unreachable")
+    assert (tmp_path / "p.yaml").exists()  # the package is kept for a later upload
