@@ -39,7 +39,7 @@ HTML_TAG = r"<[^>]*>"
 # and Python's `re` read them identically (`\xhh` escapes for U+0000..U+00FF,
 # literal characters above). Everything else, including letters of every
 # script, digits, the apostrophe of "don't" and the typographic one of
-# "don’t", belongs to a token.
+# "don\u2019t", belongs to a token.
 _SEPARATOR_RANGES: tuple[tuple[int, int], ...] = (
     (0x2000, 0x2018), (0x201A, 0x206F),  # general punctuation, spaces, quotes, dashes, ZWJ
     (0x2190, 0x21FF),                    # arrows
