@@ -26,7 +26,7 @@ from models.trainer import OUTPUT_KEY, SIGNATURE_TOKEN_IDS
 
 __all__ = ["TFLiteConverter", "TFLiteModel", "MANIFEST", "TOKENIZER", "VOCAB"]
 
-MANIFEST, TOKENIZER, VOCAB = "manifest.json", "tokenizer.json", "vocab.txt"
+MANIFEST, TOKENIZER, VOCAB = conv.MANIFEST, conv.TOKENIZER, conv.VOCAB
 
 
 class TFLiteModel(artifact.Artifact):
@@ -35,12 +35,14 @@ class TFLiteModel(artifact.Artifact):
     TYPE_NAME = "TFLiteModel"
 
 
-def _eval_texts(examples: artifact.Artifact, count: int) -> list[bytes]:
-    split_dir = artifact_utils.get_split_uri([examples], "eval")
+def _split_reviews(examples: artifact.Artifact, split: str,
+                   count: int) -> tuple[list[bytes], np.ndarray]:
+    split_dir = artifact_utils.get_split_uri([examples], split)
     files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
     raw = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
-    return [tf.train.Example.FromString(r.numpy()).features.feature[features.TEXT]
-            .bytes_list.value[0] for r in raw]
+    parsed = [tf.train.Example.FromString(r.numpy()).features.feature for r in raw]
+    return ([f[features.TEXT].bytes_list.value[0] for f in parsed],
+            np.array([f[features.LABEL].int64_list.value[0] for f in parsed]))
 
 
 def _token_ids(output: tft.TFTransformOutput, texts: list[bytes]) -> np.ndarray:
@@ -83,45 +85,35 @@ def TFLiteConverter(
         logging.info("TFLiteConverter: version %s is already converted in %s", version, final)
         return
     model_dir = path_utils.serving_model_path(model.uri)
-    texts = _eval_texts(examples, check_examples)
+    texts, labels = _split_reviews(examples, "eval", check_examples)
+    # int8 calibration reads train reviews only, never the eval split.
+    calibration_texts, _ = _split_reviews(examples, "train", conv.CALIBRATION_STEPS)
     transform_output = tft.TFTransformOutput(transform_graph.uri)
     ids = _token_ids(transform_output, texts)
     loaded = tf.saved_model.load(model_dir)
     reference = loaded.signatures[SIGNATURE_TOKEN_IDS](token_ids=tf.constant(ids))[OUTPUT_KEY]
     reference = reference.numpy()
+    vocab = [t.decode() for t in transform_output.vocabulary_by_name(text.VOCAB_NAME)]
+    max_length = int(ids.shape[1])
+    # Raises conv.DisagreementError, naming the variant, before anything is written.
+    files, entries = conv.convert_all(
+        loaded, calibration_ids=_token_ids(transform_output, calibration_texts),
+        check_ids=ids, reference=reference, vocab=vocab, labels=labels)
+    side = conv.side_files(vocab, max_length, num_oov_buckets)
+    manifest = conv.build_manifest(int(version), max_length, entries, side, check_split="eval")
+    logging.info("TFLiteConverter: %s", {n: (e["size_bytes"], e["label_agreement"])
+                                         for n, e in entries.items()})
+    files.update(side)
 
     staging = os.path.join(output_dir, f".staging-{version}")
     if tf.io.gfile.exists(staging):
         tf.io.gfile.rmtree(staging)
     tf.io.gfile.makedirs(staging)
-    max_length = int(ids.shape[1])
-    manifest: dict[str, object] = {
-        "version": int(version), "input": {"name": features.TOKEN_IDS, "dtype": "int32",
-                                           "shape": [1, max_length]},
-        "output": {"name": OUTPUT_KEY, "dtype": "float32", "meaning": "P(positive)"},
-        "vocab": VOCAB, "tokenizer": TOKENIZER, "variants": {}}
-    for variant in conv.VARIANTS:
-        flatbuffer = conv.convert(loaded, SIGNATURE_TOKEN_IDS, variant)
-        check = conv.agreement(reference, conv.tflite_probabilities(flatbuffer, ids))
-        logging.info("TFLiteConverter: %s: %d bytes, %s", variant.name, len(flatbuffer), check)
-        if check["max_abs_diff"] > variant.max_abs_diff or \
-                check["label_agreement"] < variant.min_agreement:
-            tf.io.gfile.rmtree(staging)
-            raise RuntimeError(
-                f"TFLite variant {variant.name} disagrees with the SavedModel: {check} "
-                f"(tolerance: max_abs_diff <= {variant.max_abs_diff}, "
-                f"label_agreement >= {variant.min_agreement}); nothing published")
-        file_name = f"model_{variant.name}.tflite"
-        with tf.io.gfile.GFile(os.path.join(staging, file_name), "wb") as handle:
-            handle.write(flatbuffer)
-        manifest["variants"][variant.name] = {  # type: ignore[index]
-            "file": file_name, "size_bytes": len(flatbuffer), **check}
-    vocab_file = transform_output.vocabulary_file_by_name(text.VOCAB_NAME)
-    tf.io.gfile.copy(vocab_file, os.path.join(staging, VOCAB), overwrite=True)
-    spec = text.tokenizer_spec(max_length, VOCAB, num_oov_buckets)
-    for name, payload in ((TOKENIZER, spec), (MANIFEST, manifest)):
-        with tf.io.gfile.GFile(os.path.join(staging, name), "w") as handle:
-            json.dump(payload, handle, indent=2)
+    for name, payload in files.items():
+        with tf.io.gfile.GFile(os.path.join(staging, name), "wb") as handle:
+            handle.write(payload)
+    with tf.io.gfile.GFile(os.path.join(staging, MANIFEST), "w") as handle:
+        json.dump(manifest, handle, indent=2)
     io_utils.copy_dir(staging, tflite.uri)
     _publish(staging, final)
     tflite.set_string_custom_property("status", "converted")
