@@ -27,7 +27,7 @@ import flatbuffers
 from ai_edge_litert import schema_py_generated as tfl
 
 __all__ = ["METADATA_NAME", "MIN_PARSER_VERSION", "metadata_flatbuffer", "embed_metadata",
-           "associated_files", "has_metadata"]
+           "associated_files", "has_metadata", "operator_names", "tensor_types"]
 
 #: Name of the Model.metadata entry whose buffer holds the metadata flatbuffer.
 METADATA_NAME = "TFLITE_METADATA"
@@ -171,3 +171,32 @@ def has_metadata(model: bytes) -> bool:
     """Whether the flatbuffer carries a TFLITE_METADATA entry."""
     obj = tfl.Model.GetRootAs(model, 0)
     return any(_name(obj.Metadata(i).Name()) == METADATA_NAME for i in range(obj.MetadataLength()))
+
+
+def _enum_names(enum: type) -> dict[int, str]:
+    return {value: key for key, value in vars(enum).items() if isinstance(value, int)}
+
+
+def operator_names(model: bytes) -> set[str]:
+    """The operators a model uses ("CUSTOM" for Flex and other non-builtin ops)."""
+    obj = tfl.Model.GetRootAs(model, 0)
+    names = _enum_names(tfl.BuiltinOperator)
+    result = set()
+    for i in range(obj.OperatorCodesLength()):
+        code = obj.OperatorCodes(i)
+        # Codes past 127 live in builtin_code; the deprecated byte saturates at 127.
+        result.add(names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())])
+    return result
+
+
+def tensor_types(model: bytes) -> dict[str, int]:
+    """How many tensors of each type the model's subgraphs hold."""
+    obj = tfl.Model.GetRootAs(model, 0)
+    names = _enum_names(tfl.TensorType)
+    counts: dict[str, int] = {}
+    for s in range(obj.SubgraphsLength()):
+        subgraph = obj.Subgraphs(s)
+        for t in range(subgraph.TensorsLength()):
+            name = names[subgraph.Tensors(t).Type()]
+            counts[name] = counts.get(name, 0) + 1
+    return counts
