@@ -8,8 +8,9 @@ RUN_ARGS ?=
 
 .PHONY: setup test lint typecheck run lock clean
 
-setup:  ## .venv with every pinned dependency (Debian 12 and 13)
+setup:  ## .venv with every pinned dependency (Debian 12 and 13), and MediaPipe's own venv
 	bash scripts/setup_venv.sh
+	bash scripts/setup_mediapipe_venv.sh
 
 test: setup  ## lint, types, then the whole suite (e2e and slow tests included)
 	$(PY) -m ruff check .

@@ -99,7 +99,11 @@ class CheckedConfig:
 class TransformConfig(CheckedConfig):
     vocab_size: int = field(20_000, "vocabulary size (most frequent train tokens)",
                             low=1, high=10_000_000)
-    num_oov_buckets: int = field(1, "hash buckets for out-of-vocabulary tokens", low=1, high=10_000)
+    # More than one bucket would make Transform hash unknown tokens with
+    # FarmHash, which no phone runtime (LiteRT, MediaPipe) can reproduce.
+    num_oov_buckets: int = field(1, "hash buckets for out-of-vocabulary tokens (1: apps must "
+                                    "reproduce the ids without TensorFlow's FarmHash)",
+                                 low=1, high=1)
     max_length: int = field(512, "tokens per review after padding/truncation", low=1, high=100_000)
 
 

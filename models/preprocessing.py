@@ -19,9 +19,12 @@ __all__ = ["preprocessing_fn"]
 
 
 def _tokenize(raw_text: tf.Tensor) -> tf.RaggedTensor:
+    # models/text.py explains the rules; tokenize_py is their Python twin.
+    # No encoding: ASCII-only lower-casing (ICU's UTF-8 lower-casing stops at a NUL).
     lowered = tf.strings.lower(tf.reshape(raw_text, [-1]))
-    no_html = tf.strings.regex_replace(lowered, text.HTML_TAG, " ")
-    spaced = tf.strings.regex_replace(no_html, text.PUNCTUATION, r" \1 ")
+    spaced = tf.strings.regex_replace(lowered, text.DELIMITER, " ")
+    # Every ASCII whitespace character is a delimiter, so only the spaces put
+    # in above remain to split on.
     return tf.strings.split(spaced)
 
 

@@ -71,20 +71,29 @@ class EvalConfig(CheckedConfig):
                                      low=0, high=1)
 
 
+def _tolerance(variant: str, what: str) -> Any:
+    return field(None, f"{variant} TFLite: {what} on `valid` reviews; unset: the variant's "
+                       f"default in components/tflite_converter/convert.py", low=0, high=1)
+
+
 @dataclasses.dataclass(frozen=True)
 class CheckConfig(CheckedConfig):
-    """How closely each TFLite variant must follow the SavedModel on `valid` reviews."""
+    """How closely each TFLite variant must follow the SavedModel on `valid`
+    reviews. Unset fields keep the variant's own default (convert.VARIANTS,
+    the one place those live)."""
 
     tflite_check_examples: int = field(256, "valid reviews the TFLite variants are checked on",
                                        low=1, high=100_000)
-    float32_max_abs_diff: float = field(1e-4, "float32 TFLite: largest |p - p_savedmodel|",
-                                        low=0, high=1)
-    float32_min_agreement: float = field(1.0, "float32 TFLite: share of equal decisions",
-                                         low=0, high=1)
-    dynamic_range_max_abs_diff: float = field(0.1, "dynamic-range TFLite: largest "
-                                                   "|p - p_savedmodel|", low=0, high=1)
-    dynamic_range_min_agreement: float = field(0.97, "dynamic-range TFLite: share of equal "
-                                                     "decisions", low=0, high=1)
+    float32_max_abs_diff: float | None = _tolerance("float32", "largest |p - p_savedmodel|")
+    float32_min_agreement: float | None = _tolerance("float32", "share of equal decisions")
+    dynamic_range_max_abs_diff: float | None = _tolerance(
+        "dynamic-range", "largest |p - p_savedmodel|")
+    dynamic_range_min_agreement: float | None = _tolerance(
+        "dynamic-range", "share of equal decisions")
+    float16_max_abs_diff: float | None = _tolerance("float16", "largest |p - p_savedmodel|")
+    float16_min_agreement: float | None = _tolerance("float16", "share of equal decisions")
+    int8_max_abs_diff: float | None = _tolerance("int8", "largest |p - p_savedmodel|")
+    int8_min_agreement: float | None = _tolerance("int8", "share of equal decisions")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -109,10 +109,15 @@ def _or(value: Any, default: Any) -> Any:
 
 
 def tflite_tolerances(config: CheckConfig) -> dict[str, dict[str, float]]:
-    """{variant: {max_abs_diff, min_agreement}} from the `<variant>_*` config fields."""
-    return {v.name: {"max_abs_diff": getattr(config, f"{v.name}_max_abs_diff"),
-                     "min_agreement": getattr(config, f"{v.name}_min_agreement")}
-            for v in VARIANTS}
+    """{variant: {max_abs_diff?, min_agreement?}}: the `<variant>_*` config
+    fields that are set, overriding the variants' defaults."""
+    overrides: dict[str, dict[str, float]] = {}
+    for variant in VARIANTS:
+        for limit in ("max_abs_diff", "min_agreement"):
+            value = getattr(config, f"{variant.name}_{limit}")
+            if value is not None:
+                overrides.setdefault(variant.name, {})[limit] = value
+    return overrides
 
 
 def create_pipeline(

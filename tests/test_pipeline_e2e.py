@@ -145,10 +145,12 @@ def test_tflite_files_agree_with_the_saved_model(runs):
     out, version = runs["out"], runs["first"]["version"]
     folder = out / "tflite" / str(version)
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["version"] == version and manifest["check_split"] == contract.VALID
-    assert set(manifest["variants"]) == {"float32", "dynamic_range"}
+    assert manifest["version"] == version and manifest["agreement_split"] == contract.VALID
+    assert set(manifest["variants"]) == {"float32", "dynamic_range", "float16", "int8"}
+    assert (folder / "labels.txt").read_text() == "positive\n"
     assert manifest["variants"]["float32"]["max_abs_diff"] <= 1e-4
-    assert manifest["variants"]["dynamic_range"]["label_agreement"] >= 0.97
+    for entry in manifest["variants"].values():
+        assert entry["label_agreement"] >= entry["tolerance"]["min_agreement"]
     spec = json.loads((folder / "tokenizer.json").read_text())
     vocab = {w: i for i, w in enumerate((folder / "vocab.txt").read_text().splitlines())}
     ids = np.array([text.lookup_ids(text.tokenize_py(r.decode()), vocab, spec["max_length"])

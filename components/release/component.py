@@ -79,7 +79,7 @@ def _history(model_run: Any) -> dict[str, list[float]]:
 
 def _tflite_summary(tflite: TFLiteModel) -> dict[str, Any]:
     manifest = json.loads(io_utils.read_string_file(posixpath.join(tflite.uri, MANIFEST)))
-    return {"variants": manifest["variants"], "check_split": manifest.get("check_split")}
+    return {"variants": manifest["variants"], "agreement_split": manifest["agreement_split"]}
 
 
 def _restamp_manifest(tflite_uri: str, version: int, staged: str) -> str:

@@ -1,15 +1,18 @@
 """TFLiteCheck: the candidate model as TFLite files, checked before any release.
 
 Converts the candidate's `token_ids` signature into every variant of
-convert.VARIANTS and checks each against the SavedModel on reviews of the
-`valid` split (never `eval`: the official test set reaches the Evaluator
-only). A variant outside its tolerance fails the run, so the release step
-never starts and nothing is published. The files (one `.tflite` per variant,
-the vocabulary, the tokenizer spec and a manifest) are this component's
-output artifact; the release step copies them to `tflite/<version>/`.
+convert.VARIANTS (float32, dynamic range, float16, int8 calibrated on `train`
+reviews), embeds the metadata MediaPipe and the Task Library load, and checks
+each variant against the SavedModel on reviews of the `valid` split (never
+`eval`: the official test set reaches the Evaluator only). A variant outside
+its tolerance fails the run, so the release step never starts and nothing is
+published. The files (models, vocabularies, tokenizer spec, labels, manifest)
+are this component's output artifact; the release step copies them to
+`tflite/<version>/` and stamps the version into the manifest.
 """
 
 # No `from __future__ import annotations`: TFX's @component reads real type hints.
+import dataclasses
 import json
 import posixpath
 
@@ -21,16 +24,17 @@ from tfx import v1 as tfx
 from tfx.types import artifact, artifact_utils
 from tfx.utils import path_utils
 
-from components.errors import UserFacingError
 from components.tflite_converter import convert as conv
 from models import contract, features, text
 
-__all__ = ["MANIFEST", "TOKENIZER", "VOCAB", "TFLiteCheck", "TFLiteCheckError", "TFLiteModel",
-           "read_texts"]
+__all__ = ["CHECK_SPLIT", "MANIFEST", "TOKENIZER", "VOCAB", "TFLiteCheck", "TFLiteModel",
+           "read_reviews", "read_texts"]
 
-MANIFEST, TOKENIZER, VOCAB = "manifest.json", "tokenizer.json", "vocab.txt"
+MANIFEST, TOKENIZER, VOCAB = conv.MANIFEST, conv.TOKENIZER, conv.VOCAB
 #: The split the variants are checked on.
 CHECK_SPLIT = contract.VALID
+#: The split int8 calibration reads.
+CALIBRATION_SPLIT = contract.TRAIN
 
 
 class TFLiteModel(artifact.Artifact):
@@ -39,17 +43,20 @@ class TFLiteModel(artifact.Artifact):
     TYPE_NAME = "imdb.TFLiteModel"
 
 
-class TFLiteCheckError(UserFacingError, RuntimeError):
-    """A TFLite variant disagrees with the SavedModel beyond its tolerance."""
+def read_reviews(examples: artifact.Artifact, split: str,
+                 count: int) -> tuple[list[bytes], np.ndarray]:
+    """(texts, labels) of the first `count` reviews of one split of an Examples artifact."""
+    split_dir = artifact_utils.get_split_uri([examples], split)
+    files = tf.io.gfile.glob(posixpath.join(split_dir, "*.gz"))
+    raw = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
+    parsed = [tf.train.Example.FromString(r.numpy()).features.feature for r in raw]
+    return ([f[features.TEXT].bytes_list.value[0] for f in parsed],
+            np.array([f[features.LABEL].int64_list.value[0] for f in parsed]))
 
 
 def read_texts(examples: artifact.Artifact, split: str, count: int) -> list[bytes]:
     """The first `count` review texts of one split of an Examples artifact."""
-    split_dir = artifact_utils.get_split_uri([examples], split)
-    files = tf.io.gfile.glob(posixpath.join(split_dir, "*.gz"))
-    raw = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
-    return [tf.train.Example.FromString(r.numpy()).features.feature[features.TEXT]
-            .bytes_list.value[0] for r in raw]
+    return read_reviews(examples, split, count)[0]
 
 
 def _token_ids(output: tft.TFTransformOutput, texts: list[bytes]) -> np.ndarray:
@@ -58,9 +65,9 @@ def _token_ids(output: tft.TFTransformOutput, texts: list[bytes]) -> np.ndarray:
     return ids[features.transformed_name(features.TOKEN_IDS)].numpy().astype(np.int32)
 
 
-def _write(path: str, payload: bytes | str) -> None:
-    with tf.io.gfile.GFile(path, "wb" if isinstance(payload, bytes) else "w") as handle:
-        handle.write(payload)
+def variants_with(overrides: dict[str, dict[str, float]]) -> list[conv.Variant]:
+    """convert.VARIANTS with the configured tolerances in place of their defaults."""
+    return [dataclasses.replace(v, **overrides.get(v.name, {})) for v in conv.VARIANTS]
 
 
 @tfx.dsl.components.component
@@ -75,44 +82,29 @@ def TFLiteCheck(
     check_examples: tfx.dsl.components.Parameter[int] = 256,
     code_version: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
-    """Converts every variant and fails on the first one outside its tolerance.
-
-    `tolerances`: JSON {variant: {"max_abs_diff": x, "min_agreement": y}}.
-    """
+    """Converts every variant; fails (conv.DisagreementError) on the first one
+    outside its tolerance. `tolerances`: JSON {variant: {"max_abs_diff": x,
+    "min_agreement": y}} overriding the variants' defaults."""
     del code_version  # joins the cache key only
-    limits = json.loads(tolerances)
-    texts = read_texts(examples, CHECK_SPLIT, check_examples)
+    texts, labels = read_reviews(examples, CHECK_SPLIT, check_examples)
+    calibration_texts, _ = read_reviews(examples, CALIBRATION_SPLIT, conv.CALIBRATION_STEPS)
     transform_output = tft.TFTransformOutput(transform_graph.uri)
     ids = _token_ids(transform_output, texts)
     loaded = tf.saved_model.load(path_utils.serving_model_path(model.uri))
     reference = loaded.signatures[contract.SIGNATURE_TOKEN_IDS](
         **{contract.INPUT_TOKEN_IDS: tf.constant(ids)})[contract.OUTPUT_KEY].numpy()
-
+    vocab = [t.decode() for t in transform_output.vocabulary_by_name(text.VOCAB_NAME)]
     max_length = int(ids.shape[1])
-    manifest: dict[str, object] = {
-        "version": None,  # stamped by the release step
-        "input": {"name": features.TOKEN_IDS, "dtype": "int32", "shape": [1, max_length]},
-        "output": {"name": contract.OUTPUT_KEY, "dtype": "float32", "meaning": "P(positive)"},
-        "vocab": VOCAB, "tokenizer": TOKENIZER, "check_split": CHECK_SPLIT, "variants": {}}
-    for variant in conv.VARIANTS:
-        limit = limits[variant.name]
-        flatbuffer = conv.convert(loaded, contract.SIGNATURE_TOKEN_IDS, variant)
-        check = conv.agreement(reference, conv.tflite_probabilities(flatbuffer, ids))
-        logging.info("TFLiteCheck: %s: %d bytes, %s", variant.name, len(flatbuffer), check)
-        if check["max_abs_diff"] > limit["max_abs_diff"] or \
-                check["label_agreement"] < limit["min_agreement"]:
-            raise TFLiteCheckError(
-                f"TFLite variant {variant.name} disagrees with the SavedModel on "
-                f"{check['examples']} {CHECK_SPLIT} reviews: max |dp| = "
-                f"{check['max_abs_diff']:.3g}, decision agreement = "
-                f"{check['label_agreement']:.4f} (allowed: max |dp| <= {limit['max_abs_diff']:g}, "
-                f"agreement >= {limit['min_agreement']:g}); nothing was released")
-        file_name = f"model_{variant.name}.tflite"
-        _write(posixpath.join(tflite.uri, file_name), flatbuffer)
-        manifest["variants"][variant.name] = {  # type: ignore[index]
-            "file": file_name, "size_bytes": len(flatbuffer), **check}
-    vocab_file = transform_output.vocabulary_file_by_name(text.VOCAB_NAME)
-    tf.io.gfile.copy(vocab_file, posixpath.join(tflite.uri, VOCAB), overwrite=True)
-    spec = text.tokenizer_spec(max_length, VOCAB, num_oov_buckets)
-    _write(posixpath.join(tflite.uri, TOKENIZER), json.dumps(spec, indent=2))
-    _write(posixpath.join(tflite.uri, MANIFEST), json.dumps(manifest, indent=2))
+    files, entries = conv.convert_all(
+        loaded, calibration_ids=_token_ids(transform_output, calibration_texts),
+        check_ids=ids, reference=reference, vocab=vocab, labels=labels,
+        variants=variants_with(json.loads(tolerances)))
+    side = conv.side_files(vocab, max_length, num_oov_buckets)
+    manifest = conv.build_manifest(0, max_length, entries, side, check_split=CHECK_SPLIT)
+    manifest["version"] = None  # stamped by the release step
+    logging.info("TFLiteCheck: %s", {n: (e["size_bytes"], e["label_agreement"])
+                                     for n, e in entries.items()})
+    for name, payload in {**files, **side,
+                          MANIFEST: json.dumps(manifest, indent=2).encode()}.items():
+        with tf.io.gfile.GFile(posixpath.join(tflite.uri, name), "wb") as handle:
+            handle.write(payload)

@@ -1,57 +1,172 @@
-"""SavedModel -> TFLite: conversion variants and the agreement check.
+"""SavedModel -> TFLite: conversion variants, the agreement check and the
+manifest entries of the files an app ships.
 
 The TFLite model starts from the SavedModel's `token_ids` signature (int32 ids
 -> probability): builtin ops only, so any LiteRT runtime can run it. Raw-text
 input would need Flex (select TF) ops, which mobile runtimes do not ship, so
-tokenisation happens in the app with the shipped vocabulary and tokenizer spec.
+tokenisation happens in the app with the shipped vocabulary and tokenizer spec
+(or in MediaPipe / the Task Library from the embedded metadata).
 
 Why not `TFLiteConverter.from_saved_model`: on a Keras 3 SavedModel it drops
 the weights (a 7 KB model that outputs NaN). `from_concrete_functions` with the
 loaded object as trackable keeps them.
+
+How a caller (the TFLiteConverter component) uses this module:
+
+    files, entries = convert_all(loaded, calibration_ids=<train/valid ids>,
+                                 check_ids=<valid ids>, reference=<SavedModel p>,
+                                 labels=<valid labels>, vocab=<Transform vocab>)
+    side = side_files(vocab, max_length, num_oov_buckets)
+    manifest = build_manifest(version, max_length, entries, side)
+
+then writes `files` and `side` into the release folder and `manifest` as
+manifest.json. `convert_all` raises `DisagreementError` when a variant is
+outside its tolerance.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Variant", "VARIANTS", "convert", "tflite_probabilities", "agreement"]
+from components.errors import UserFacingError
+from components.tflite_converter import metadata as md
+from models import contract, text
+
+__all__ = ["Variant", "VARIANTS", "DisagreementError", "convert", "tflite_probabilities",
+           "agreement", "accuracy", "model_io", "convert_all", "side_files", "build_manifest",
+           "variant_file", "MANIFEST", "TOKENIZER", "VOCAB", "MEDIAPIPE_VOCAB", "LABELS_FILE"]
+
+#: Files of a release folder beside the models.
+MANIFEST, TOKENIZER, VOCAB = "manifest.json", "tokenizer.json", "vocab.txt"
+#: `token id` per line, case variants included: what MediaPipe's RegexTokenizer reads.
+MEDIAPIPE_VOCAB = "vocab_mediapipe.txt"
+#: One line: the class the sigmoid output scores.
+LABELS_FILE = "labels.txt"
+
+#: Reviews fed to the int8 calibrator: a few hundred cover the activation ranges.
+CALIBRATION_STEPS = 300
+
+Calibration = np.ndarray | None
 
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One TFLite flavour. How closely it must follow the SavedModel is
-    configuration (pipeline/config.py: CheckConfig), not a property of it."""
+    """One TFLite flavour and how closely it must follow the SavedModel.
+
+    The tolerances are defaults: the pipeline's config may override them with
+    `dataclasses.replace`.
+    """
 
     name: str
-    configure: Callable[[tf.lite.TFLiteConverter], None]
+    max_abs_diff: float  # largest tolerated |p_tflite - p_savedmodel|
+    min_agreement: float  # share of reviews whose 0.5-thresholded label must match
+    configure: Callable[[tf.lite.TFLiteConverter, Calibration], None]
+    needs_calibration: bool = False
+    #: TFLite builtin ops left in float32 (selective quantisation); all others integer.
+    float_ops: tuple[str, ...] = ()
 
 
-def _float32(converter: tf.lite.TFLiteConverter) -> None:
-    del converter
+def _float32(converter: tf.lite.TFLiteConverter, calibration: Calibration) -> None:
+    del converter, calibration
 
 
-def _dynamic_range(converter: tf.lite.TFLiteConverter) -> None:
+def _dynamic_range(converter: tf.lite.TFLiteConverter, calibration: Calibration) -> None:
+    del calibration
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
 
+def _float16(converter: tf.lite.TFLiteConverter, calibration: Calibration) -> None:
+    del calibration
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+
+
+def _representative(calibration: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
+    def dataset() -> Iterator[list[np.ndarray]]:
+        for row in calibration[:CALIBRATION_STEPS].astype(np.int32):
+            yield [row[None, :]]
+    return dataset
+
+
+def _int8(converter: tf.lite.TFLiteConverter, calibration: Calibration) -> None:
+    if calibration is None or not len(calibration):
+        raise ValueError("the int8 variant needs token ids of train/valid reviews to calibrate")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative(calibration)
+    # Integer kernels only: weights and activations int8. The input stays the
+    # int32 token ids (they index the embedding, nothing to quantise) and the
+    # output stays float32 (a Dequantize op at the end): apps and MediaPipe
+    # read P(positive) as a float.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+
 VARIANTS = (
-    Variant("float32", configure=_float32),
-    Variant("dynamic_range", configure=_dynamic_range),
+    Variant("float32", max_abs_diff=1e-4, min_agreement=1.0, configure=_float32),
+    Variant("dynamic_range", max_abs_diff=0.1, min_agreement=0.99, configure=_dynamic_range),
+    Variant("float16", max_abs_diff=0.01, min_agreement=0.995, configure=_float16),
+    # SUM and DIV are the masked means over a review's real tokens (embeddings
+    # and hashed bigrams): per-tensor int8 scales on them flipped 5% of the
+    # decisions (max |dp| 0.65 on train reviews); kept in float they agree on
+    # all. They are a handful of cheap ops; every weight and the convolutions,
+    # gathers, max-pools and dense layers stay int8.
+    Variant("int8", max_abs_diff=0.3, min_agreement=0.98, configure=_int8,
+            needs_calibration=True, float_ops=("SUM", "DIV")),
 )
 
 
-def convert(loaded: Any, signature: str, variant: Variant) -> bytes:
-    """TFLite flatbuffer of one signature of a loaded SavedModel, builtin ops only."""
-    concrete = loaded.signatures[signature]
+class DisagreementError(UserFacingError, RuntimeError):
+    """A TFLite variant is outside its tolerance: nothing may be published."""
+
+
+def variant_file(name: str) -> str:
+    """File name of one variant in the release folder."""
+    return f"model_{name}.tflite"
+
+
+def _mobile_function(loaded: Any, signature: str, max_length: int) -> Any:
+    """The signature with the shapes phones and MediaPipe expect: ids [1, N]
+    in, probability [1, 1] out (MediaPipe reads a 2-D [batch, classes] score)."""
+    serving = loaded.signatures[signature]
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([1, max_length], tf.int32, name=contract.INPUT_TOKEN_IDS)])
+    def mobile(token_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        probability = serving(**{contract.INPUT_TOKEN_IDS: token_ids})[contract.OUTPUT_KEY]
+        return {contract.OUTPUT_KEY: tf.reshape(probability, [1, 1])}
+
+    return mobile.get_concrete_function()
+
+
+def _max_length(loaded: Any, signature: str) -> int:
+    spec = loaded.signatures[signature].structured_input_signature[1]
+    return int(spec[contract.INPUT_TOKEN_IDS].shape[1])
+
+
+def convert(loaded: Any, signature: str, variant: Variant,
+            calibration: Calibration = None) -> bytes:
+    """TFLite flatbuffer of one signature of a loaded SavedModel, builtin ops
+    only, input int32 [1, max_length], output float32 [1, 1]."""
+    concrete = _mobile_function(loaded, signature, _max_length(loaded, signature))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    variant.configure(converter)
-    return bytes(converter.convert())
+    variant.configure(converter, calibration)
+    if not variant.float_ops:
+        return bytes(converter.convert())
+    # Selective quantisation, as TF's quantisation-debugger guide does it: the
+    # denylisted ops run in float with (de)quantize ops around them.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                           tf.lite.OpsSet.TFLITE_BUILTINS]
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=_representative(np.asarray(calibration)[:8]),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_ops=list(variant.float_ops)))
+    return bytes(debugger.get_nondebug_quantized_model())
 
 
 def tflite_probabilities(model: bytes, token_ids: np.ndarray) -> np.ndarray:
@@ -71,9 +186,121 @@ def tflite_probabilities(model: bytes, token_ids: np.ndarray) -> np.ndarray:
 
 
 def agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """How closely a variant follows the SavedModel: largest probability gap
+    and the share of reviews with the same decision at 0.5."""
     return {
         "max_abs_diff": float(np.max(np.abs(reference - candidate))) if len(reference) else 0.0,
         "label_agreement": float(np.mean((reference >= 0.5) == (candidate >= 0.5)))
         if len(reference) else 1.0,
         "examples": len(reference),
+    }
+
+
+def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Share of reviews whose 0.5-thresholded decision equals the label."""
+    return float(np.mean((probabilities >= 0.5) == (np.asarray(labels) == 1)))
+
+
+def model_io(model: bytes) -> dict[str, dict[str, Any]]:
+    """The input and output specs an app must match, read from the flatbuffer."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    [inp] = interpreter.get_input_details()
+    [out] = interpreter.get_output_details()
+    return {key: {"name": d["name"], "dtype": np.dtype(d["dtype"]).name,
+                  "shape": [int(n) for n in d["shape"]]}
+            for key, d in (("input", inp), ("output", out))}
+
+
+def convert_all(loaded: Any, calibration_ids: np.ndarray, check_ids: np.ndarray,
+                reference: np.ndarray, vocab: Sequence[str],
+                labels: np.ndarray | None = None,
+                variants: Sequence[Variant] = VARIANTS,
+                signature: str = contract.SIGNATURE_TOKEN_IDS,
+                ) -> tuple[dict[str, bytes], dict[str, dict[str, Any]]]:
+    """Every variant, checked against the SavedModel and with metadata embedded.
+
+    calibration_ids: token ids of train/valid reviews (never eval) for int8.
+    check_ids, reference, labels: valid reviews' ids, the SavedModel's
+    probabilities on them and their labels (for the accuracy in the manifest).
+    vocab: the Transform vocabulary, in id order.
+    Returns {file name: flatbuffer} and {variant name: manifest entry}; raises
+    DisagreementError naming the first variant outside its tolerance.
+    """
+    mediapipe_vocab = "\n".join(text.mediapipe_vocab_lines(vocab)) + "\n"
+    files: dict[str, bytes] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    float32_size = None
+    for variant in variants:
+        plain = convert(loaded, signature, variant,
+                        calibration_ids if variant.needs_calibration else None)
+        probabilities = tflite_probabilities(plain, check_ids)
+        check = agreement(reference, probabilities)
+        if check["max_abs_diff"] > variant.max_abs_diff or \
+                check["label_agreement"] < variant.min_agreement:
+            raise DisagreementError(
+                f"TFLite variant {variant.name} disagrees with the SavedModel: {check} "
+                f"(tolerance: max_abs_diff <= {variant.max_abs_diff}, "
+                f"label_agreement >= {variant.min_agreement}); nothing was released")
+        flatbuffer = md.embed_metadata(plain, mediapipe_vocab=mediapipe_vocab.encode(),
+                                       labels=(contract.POSITIVE_LABEL,),
+                                       vocab_name=MEDIAPIPE_VOCAB, labels_name=LABELS_FILE,
+                                       delimiter_regex=text.DELIMITER,
+                                       model_name=f"imdb_sentiment ({variant.name})")
+        name = variant_file(variant.name)
+        files[name] = flatbuffer
+        float32_size = float32_size or (len(flatbuffer) if variant.name == "float32" else None)
+        entry: dict[str, Any] = {
+            "file": name,
+            "sha256": hashlib.sha256(flatbuffer).hexdigest(),
+            "size_bytes": len(flatbuffer),
+            **model_io(flatbuffer),
+            "builtin_ops_only": "CUSTOM" not in md.operator_names(flatbuffer),
+            "tensor_types": md.tensor_types(flatbuffer),
+            **check,
+            "tolerance": {"max_abs_diff": variant.max_abs_diff,
+                          "min_agreement": variant.min_agreement},
+        }
+        if labels is not None:
+            entry["accuracy"] = accuracy(probabilities, labels)
+            entry["reference_accuracy"] = accuracy(reference, labels)
+        entries[variant.name] = entry
+    for entry in entries.values():
+        entry["size_ratio_to_float32"] = (entry["size_bytes"] / float32_size
+                                          if float32_size else None)
+    return files, entries
+
+
+def side_files(vocab: Sequence[str], max_length: int, num_oov_buckets: int) -> dict[str, bytes]:
+    """The files an app ships beside the models: the vocabulary (one token per
+    line, line i -> id i + ID_OFFSET), MediaPipe's `token id` vocabulary, the
+    tokenizer spec and the label file."""
+    import json
+
+    spec = text.tokenizer_spec(max_length, VOCAB, num_oov_buckets,
+                               mediapipe_vocab_file=MEDIAPIPE_VOCAB)
+    return {
+        VOCAB: "".join(f"{token}\n" for token in vocab).encode(),
+        MEDIAPIPE_VOCAB: ("\n".join(text.mediapipe_vocab_lines(vocab)) + "\n").encode(),
+        TOKENIZER: json.dumps(spec, indent=2, ensure_ascii=False).encode(),
+        LABELS_FILE: f"{contract.POSITIVE_LABEL}\n".encode(),
+    }
+
+
+def build_manifest(version: int, max_length: int, entries: Mapping[str, Mapping[str, Any]],
+                   side: Mapping[str, bytes], check_split: str = contract.VALID,
+                   ) -> dict[str, Any]:
+    """manifest.json of a release folder: what each file is and how it was checked."""
+    return {
+        "version": int(version),
+        "input": {"name": contract.INPUT_TOKEN_IDS, "dtype": "int32", "shape": [1, max_length]},
+        "output": {"name": contract.OUTPUT_KEY, "dtype": "float32", "shape": [1, 1],
+                   "meaning": f"P({contract.POSITIVE_LABEL})"},
+        "agreement_split": check_split,
+        "vocab": VOCAB, "mediapipe_vocab": MEDIAPIPE_VOCAB, "tokenizer": TOKENIZER,
+        "labels": LABELS_FILE,
+        "side_files": {name: hashlib.sha256(payload).hexdigest()
+                       for name, payload in side.items()},
+        "variants": {name: dict(entry) for name, entry in entries.items()},
     }
