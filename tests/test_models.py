@@ -9,6 +9,7 @@ import tensorflow as tf
 from components.tflite_converter.convert import VARIANTS, convert, tflite_probabilities
 from models.cnn import HashedBigramMean, bigram_bucket, build_cnn
 from models.config import TrainConfig
+from models.contract import INPUT_TOKEN_IDS, OUTPUT_KEY, SIGNATURE_TOKEN_IDS
 from models.distribution import make_strategy
 
 SMALL = TrainConfig(embedding_dim=8, filters=4, dropout=0.0)
@@ -69,13 +70,16 @@ def test_bigram_branch_at_a_100k_vocabulary_converts_to_tflite_builtins_and_agre
     ids_in = tf.keras.Input(shape=(8,), dtype="int32")
     module = tf.Module()
     module.model = tf.keras.Model(ids_in, HashedBigramMean(1009, 4, 100_003)(ids_in))
-    module.f = tf.function(lambda x: tf.reduce_sum(module.model(x), axis=-1),
-                           input_signature=[tf.TensorSpec([None, 8], tf.int32)])
-    tf.saved_model.save(module, str(tmp_path / "m"), signatures={"token_ids": module.f})
+    module.f = tf.function(
+        lambda token_ids: {OUTPUT_KEY: tf.reduce_sum(module.model(token_ids), axis=-1)},
+        input_signature=[tf.TensorSpec([None, 8], tf.int32, name=INPUT_TOKEN_IDS)])
+    tf.saved_model.save(module, str(tmp_path / "m"),
+                        signatures={SIGNATURE_TOKEN_IDS: module.f})
     loaded = tf.saved_model.load(str(tmp_path / "m"))
-    flatbuffer = convert(loaded, "token_ids", VARIANTS[0])
+    flatbuffer = convert(loaded, SIGNATURE_TOKEN_IDS, VARIANTS[0])
     ids = np.array([[99_999, 100_002, 46_341, 5, 7, 0, 0, 0]], dtype="int32")
-    expected = loaded.signatures["token_ids"](x=tf.constant(ids))["output_0"].numpy()
+    expected = loaded.signatures[SIGNATURE_TOKEN_IDS](
+        **{INPUT_TOKEN_IDS: tf.constant(ids)})[OUTPUT_KEY].numpy()
     np.testing.assert_allclose(tflite_probabilities(flatbuffer, ids), expected, rtol=1e-5,
                                atol=1e-6)
 
