@@ -31,7 +31,14 @@ from tfx.utils import io_utils, path_utils
 from components.infra_validation import VALIDATED_MODEL_DIR, InfraValidationError
 from components.release import publish, report
 from components.release.layout import LAST_RUN_FILE, serving_dir
-from components.tflite_converter.component import MANIFEST, TFLiteModel
+from components.tflite_converter import convert as conv
+from components.tflite_converter.component import (
+    CHECK_REASON,
+    CHECK_STATUS,
+    MANIFEST,
+    PASSED,
+    TFLiteModel,
+)
 from models import contract
 
 __all__ = ["Release", "ReleaseRecord", "ServedBaseline", "write_last_run"]
@@ -72,14 +79,27 @@ def ServedBaseline(
                  else "the candidate itself (nothing served yet)")
 
 
+def _require_checks(tflite: TFLiteModel, infra_blessing: Any) -> None:
+    """Raises the user-facing error of the first check the candidate failed."""
+    if tflite.get_string_custom_property(CHECK_STATUS) != PASSED:
+        raise conv.DisagreementError(tflite.get_string_custom_property(CHECK_REASON))
+    if infra_blessing.get_int_custom_property("blessed") != 1:
+        reason = json.loads(infra_blessing.get_string_custom_property("result"))["reason"]
+        raise InfraValidationError(f"infra validation failed: the candidate served by "
+                                   f"serving.server {reason}; nothing was released")
+
+
 def _history(model_run: Any) -> dict[str, list[float]]:
     path = posixpath.join(model_run.uri, contract.HISTORY_FILE)
     return json.loads(io_utils.read_string_file(path)) if tf.io.gfile.exists(path) else {}
 
 
 def _tflite_summary(tflite: TFLiteModel) -> dict[str, Any]:
+    if tflite.get_string_custom_property(CHECK_STATUS) != PASSED:
+        return {"check": "failed", "reason": tflite.get_string_custom_property(CHECK_REASON)}
     manifest = json.loads(io_utils.read_string_file(posixpath.join(tflite.uri, MANIFEST)))
-    return {"variants": manifest["variants"], "agreement_split": manifest["agreement_split"]}
+    return {"check": PASSED, "variants": manifest["variants"],
+            "agreement_split": manifest["agreement_split"]}
 
 
 def _restamp_manifest(tflite_uri: str, version: int, staged: str) -> str:
@@ -108,10 +128,15 @@ def Release(
     thresholds: tfx.dsl.components.Parameter[str],
     run_token: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
-    """Publishes the blessed, checked candidate as a new version, or nothing."""
-    if infra_blessing.get_int_custom_property("blessed") != 1:
-        raise InfraValidationError("the candidate has no infra blessing; nothing was released")
+    """Publishes the blessed, checked candidate as a new version, or nothing.
+
+    The checks record their verdicts rather than fail on their own, so that an
+    unblessed candidate ends as today (exit 0, not released) even when, say,
+    its near-0.5 probabilities flip under int8; a blessed candidate that
+    failed a check stops here with that check's error (exit 1)."""
     blessed = blessing.get_int_custom_property("blessed") == 1
+    if blessed:
+        _require_checks(tflite, infra_blessing)
     served_dir = serving_dir(output_dir, model_name)
     latest = publish.latest_version(served_dir)
     # The warmed copy that infra validation served: what is validated is what is released.
@@ -129,7 +154,9 @@ def Release(
     }
     verdict = {"run_token": run_token, "blessed": blessed,
                "validation": summary["validation"], "metrics": summary["metrics"],
-               "served_version_before": latest}
+               "served_version_before": latest,
+               "checks": {"tflite": summary["tflite"].get("check"),
+                          "infra_validation": summary["infra_validation"]["ok"]}}
     if not blessed:
         status, version = "not_blessed", None
     elif latest is not None and publish.saved_model_fingerprint(candidate_dir) == \

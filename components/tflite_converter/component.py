@@ -27,14 +27,16 @@ from tfx.utils import path_utils
 from components.tflite_converter import convert as conv
 from models import contract, features, text
 
-__all__ = ["CHECK_SPLIT", "MANIFEST", "TOKENIZER", "VOCAB", "TFLiteCheck", "TFLiteModel",
-           "read_reviews", "read_texts"]
+__all__ = ["CHECK_REASON", "CHECK_SPLIT", "CHECK_STATUS", "MANIFEST", "PASSED", "TOKENIZER",
+           "VOCAB", "TFLiteCheck", "TFLiteModel", "read_reviews", "read_texts"]
 
 MANIFEST, TOKENIZER, VOCAB = conv.MANIFEST, conv.TOKENIZER, conv.VOCAB
 #: The split the variants are checked on.
 CHECK_SPLIT = contract.VALID
 #: The split int8 calibration reads.
 CALIBRATION_SPLIT = contract.TRAIN
+#: Custom properties of the output: the check's verdict and, when it failed, why.
+CHECK_STATUS, CHECK_REASON, PASSED = "check", "reason", "passed"
 
 
 class TFLiteModel(artifact.Artifact):
@@ -82,9 +84,10 @@ def TFLiteCheck(
     check_examples: tfx.dsl.components.Parameter[int] = 256,
     code_version: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
-    """Converts every variant; fails (conv.DisagreementError) on the first one
-    outside its tolerance. `tolerances`: JSON {variant: {"max_abs_diff": x,
-    "min_agreement": y}} overriding the variants' defaults."""
+    """Converts every variant and records whether all are within their
+    tolerance (the release step refuses a blessed candidate that is not).
+    `tolerances`: JSON {variant: {"max_abs_diff": x, "min_agreement": y}}
+    overriding the variants' defaults."""
     del code_version  # joins the cache key only
     texts, labels = read_reviews(examples, CHECK_SPLIT, check_examples)
     calibration_texts, _ = read_reviews(examples, CALIBRATION_SPLIT, conv.CALIBRATION_STEPS)
@@ -95,10 +98,17 @@ def TFLiteCheck(
         **{contract.INPUT_TOKEN_IDS: tf.constant(ids)})[contract.OUTPUT_KEY].numpy()
     vocab = [t.decode() for t in transform_output.vocabulary_by_name(text.VOCAB_NAME)]
     max_length = int(ids.shape[1])
-    files, entries = conv.convert_all(
-        loaded, calibration_ids=_token_ids(transform_output, calibration_texts),
-        check_ids=ids, reference=reference, vocab=vocab, labels=labels,
-        variants=variants_with(json.loads(tolerances)))
+    try:
+        files, entries = conv.convert_all(
+            loaded, calibration_ids=_token_ids(transform_output, calibration_texts),
+            check_ids=ids, reference=reference, vocab=vocab, labels=labels,
+            variants=variants_with(json.loads(tolerances)))
+    except conv.DisagreementError as err:
+        logging.warning("TFLiteCheck: FAILED: %s", err)
+        tflite.set_string_custom_property(CHECK_STATUS, "failed")
+        tflite.set_string_custom_property(CHECK_REASON, str(err))
+        return
+    tflite.set_string_custom_property(CHECK_STATUS, PASSED)
     side = conv.side_files(vocab, max_length, num_oov_buckets)
     manifest = conv.build_manifest(0, max_length, entries, side, check_split=CHECK_SPLIT)
     manifest["version"] = None  # stamped by the release step
