@@ -35,6 +35,9 @@ MANIFEST, TOKENIZER, VOCAB = conv.MANIFEST, conv.TOKENIZER, conv.VOCAB
 CHECK_SPLIT = contract.VALID
 #: The split int8 calibration reads.
 CALIBRATION_SPLIT = contract.TRAIN
+#: Reviews are sampled from a split through a shuffle buffer this large
+#: (the whole `valid` split, most of `train`), with a fixed seed.
+SAMPLE_BUFFER, SAMPLE_SEED = 25_000, 42
 #: Custom properties of the output: the check's verdict and, when it failed, why.
 CHECK_STATUS, CHECK_REASON, PASSED = "check", "reason", "passed"
 
@@ -47,10 +50,14 @@ class TFLiteModel(artifact.Artifact):
 
 def read_reviews(examples: artifact.Artifact, split: str,
                  count: int) -> tuple[list[bytes], np.ndarray]:
-    """(texts, labels) of the first `count` reviews of one split of an Examples artifact."""
+    """(texts, labels) of `count` reviews drawn from one split of an Examples
+    artifact: a seeded shuffle, not the first ones, because ExampleGen writes
+    a folder at a time (the first hundreds of a split are all negative), and
+    calibration and agreement need both classes."""
     split_dir = artifact_utils.get_split_uri([examples], split)
     files = tf.io.gfile.glob(posixpath.join(split_dir, "*.gz"))
-    raw = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
+    raw = (tf.data.TFRecordDataset(sorted(files), compression_type="GZIP")
+           .shuffle(SAMPLE_BUFFER, seed=SAMPLE_SEED).take(count))
     parsed = [tf.train.Example.FromString(r.numpy()).features.feature for r in raw]
     return ([f[features.TEXT].bytes_list.value[0] for f in parsed],
             np.array([f[features.LABEL].int64_list.value[0] for f in parsed]))
