@@ -23,6 +23,7 @@ from models import contract, features, text
 from models.cnn import build_cnn
 from models.config import TrainConfig, TransformConfig
 from models.distribution import cluster_role, make_strategy
+from models.training_loop import fit
 
 __all__ = ["run_fn", "make_optimizer", "export_serving_model"]
 
@@ -110,6 +111,19 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput,
     })
 
 
+def _callbacks(run_dir: str, patience: int) -> list[keras.callbacks.Callback]:
+    """Early stopping on `valid` loss (the best epoch's weights are kept),
+    the best checkpoint and TensorBoard logs in the run folder."""
+    return [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                      restore_best_weights=True),
+        keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(run_dir, "checkpoints", "best.weights.h5"),
+            monitor="val_loss", save_best_only=True, save_weights_only=True),
+    ]
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """Fits the configured model under the strategy TF_CONFIG calls for and
     exports it. Every worker of a multi-worker run saves (saving is a
@@ -117,10 +131,21 @@ def run_fn(fn_args: FnArgs) -> None:
     others write to a temporary folder that is then deleted."""
     # First: the multi-worker strategy must exist before the TF runtime starts.
     strategy = make_strategy()
-    chief = cluster_role().is_chief
-    scratch = None if chief else tempfile.mkdtemp(prefix="non_chief_")
+    role = cluster_role()
+    scratch = None if role.is_chief else tempfile.mkdtemp(prefix="non_chief_")
     run_dir = fn_args.model_run_dir if scratch is None else os.path.join(scratch, "run")
     serving_dir = fn_args.serving_model_dir if scratch is None else os.path.join(scratch, "model")
+    try:
+        _train_and_export(fn_args, strategy, run_dir, serving_dir)
+    finally:
+        if scratch is not None:
+            tf.io.gfile.rmtree(scratch)
+
+
+def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir: str,
+                      serving_dir: str) -> None:
+    """Reads the transformed splits, fits under `strategy`, writes the
+    history into `run_dir` and the SavedModel into `serving_dir`."""
     train_config = TrainConfig(**fn_args.custom_config["train"])
     transform_config = TransformConfig(**fn_args.custom_config["transform"])
     keras.utils.set_random_seed(train_config.seed)
@@ -143,21 +168,11 @@ def run_fn(fn_args: FnArgs) -> None:
                       metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
                                keras.metrics.AUC(name="auc")])
     model.summary(print_fn=logging.info)
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss",
-                                      patience=train_config.early_stopping_patience,
-                                      restore_best_weights=True),
-        keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, "checkpoints", "best.weights.h5"),
-            monitor="val_loss", save_best_only=True, save_weights_only=True),
-    ]
-    history = model.fit(train_ds, validation_data=valid_ds, epochs=train_config.epochs,
-                        callbacks=callbacks, verbose=2)
+    callbacks = _callbacks(run_dir, train_config.early_stopping_patience)
+    history = fit(model, strategy, train_ds, valid_ds, epochs=train_config.epochs,
+                  steps_per_epoch=steps_per_epoch, callbacks=callbacks)
     tf.io.gfile.makedirs(run_dir)
     history_path = os.path.join(run_dir, contract.HISTORY_FILE)
     with tf.io.gfile.GFile(history_path, "w") as handle:
-        json.dump({k: [float(v) for v in vs] for k, vs in history.history.items()}, handle)
+        json.dump({k: [float(v) for v in vs] for k, vs in history.items()}, handle)
     export_serving_model(model, tft_output, serving_dir, transform_config.max_length)
-    if scratch is not None:
-        tf.io.gfile.rmtree(scratch)
