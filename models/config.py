@@ -22,7 +22,7 @@ __all__ = ["MODELS", "CheckedConfig", "TrainConfig", "TransformConfig", "allowed
            "problems"]
 
 #: Model architectures `run_fn` can build.
-MODELS = ("cnn",)
+MODELS = ("cnn", "transformer")
 
 
 def field(default: Any, help: str, *, low: float | None = None, high: float | None = None,  # noqa: A002
@@ -109,6 +109,8 @@ class TransformConfig(CheckedConfig):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(CheckedConfig):
+    """What `run_fn` trains and how; the transformer-only fields are ignored by the CNN."""
+
     model: str = field("cnn", "model architecture", choices=MODELS)
     epochs: int = field(4, "epochs (early stopping on `valid` may end sooner)", low=1, high=1000)
     batch_size: int = field(64, "global batch size (split across replicas)", low=1, high=65_536)
@@ -120,13 +122,24 @@ class TrainConfig(CheckedConfig):
     clipnorm: float = field(1.0, "gradient clipping by global norm (0 = off)", low=0, high=1e6)
     dropout: float = field(0.5, "dropout rate", low=0, high=1, high_open=True)
     l2: float = field(0.0, "L2 penalty on dense kernels", low=0, high=1)
-    embedding_dim: int = field(64, "token embedding width", low=1, high=4096)
+    embedding_dim: int = field(64, "token embedding width (the transformer's model width)",
+                               low=1, high=4096)
     filters: int = field(64, "CNN filters per kernel size", low=1, high=4096)
     bigram_buckets: int = field(100_003, "hash buckets of the bigram-bag branch (0 = off)",
                                 low=0, high=100_000_000)
     bigram_dim: int = field(16, "embedding width of the bigram-bag branch", low=1, high=4096)
+    num_layers: int = field(2, "transformer: encoder blocks", low=1, high=48)
+    num_heads: int = field(4, "transformer: attention heads (must divide embedding_dim)",
+                           low=1, high=64)
+    ff_dim: int = field(256, "transformer: feed-forward width", low=1, high=65_536)
     early_stopping_patience: int = field(2, "epochs without `valid` loss improvement before "
                                             "stopping", low=0, high=1000)
     num_cpu_devices: int = field(2, "logical CPU devices for MirroredStrategy when no GPU",
                                  low=1, high=256)
     seed: int = field(42, "random seed", low=0, high=2**31 - 1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.model == "transformer" and self.embedding_dim % self.num_heads:
+            raise ValueError(f"--num_heads={self.num_heads}: must divide --embedding_dim="
+                             f"{self.embedding_dim} (each head gets an equal share)")

@@ -24,12 +24,13 @@ from models.cnn import build_cnn
 from models.config import TrainConfig, TransformConfig
 from models.distribution import cluster_role, make_strategy
 from models.training_loop import fit
+from models.transformer import build_transformer
 
 __all__ = ["run_fn", "make_optimizer", "export_serving_model"]
 
 _TOKEN_IDS = features.transformed_name(features.TOKEN_IDS)
 _LABEL = features.transformed_name(features.LABEL)
-_BUILDERS = {"cnn": build_cnn}
+_BUILDERS = {"cnn": build_cnn, "transformer": build_transformer}
 
 
 def _dataset(files: list[str], spec: dict[str, Any], batch_size: int,

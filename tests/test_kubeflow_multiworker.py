@@ -20,6 +20,7 @@ import pytest
 
 from models import contract
 from models.distribution import cluster_role
+from tests.transformed_fixtures import write_transformed
 
 #: |p_two_workers - p_single_process| allowed per review. Both runs go through
 #: the same training loop and apply the same updates to the same global
@@ -47,52 +48,6 @@ def test_tf_config_decides_the_chief_and_the_worker_count():
     assert cluster_role({"TF_CONFIG": json.dumps(with_chief)}).workers == 2
     alone = cluster_role({})
     assert alone.is_chief and not alone.multi_worker
-
-
-def _rows(count: int, seed: int) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(seed)
-    good, bad, filler = ["great", "wonderful", "superb"], ["awful", "boring", "dull"], \
-        ["the", "film", "plot", "acting", "a", "was", "and"]
-    rows = []
-    for i in range(count):
-        label = i % 2
-        words = list(rng.choice(filler, 6)) + list(rng.choice(good if label else bad, 2))
-        rng.shuffle(words)
-        rows.append({"text": [" ".join(words).encode()], "label": [label],
-                     "rating": [9 if label else 2], "review_id": [f"train/x/{i}".encode()],
-                     "movie_id": [f"tt{i}".encode()]})
-    return rows
-
-
-def _write_transformed(root: Path) -> None:
-    """What Transform hands the Trainer: the transform graph and gzipped
-    transformed train/valid examples."""
-    import tensorflow as tf
-    import tensorflow_transform as tft
-    import tensorflow_transform.beam as tft_beam
-    from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
-    from models.preprocessing import preprocessing_fn
-    from pipeline.fingerprints import SCHEMA_DIR
-
-    # The curated schema the pipeline hands Transform: every feature of shape [1].
-    schema = text_format.Parse((SCHEMA_DIR / "schema.pbtxt").read_text(), schema_pb2.Schema())
-    metadata = tft.DatasetMetadata(schema)
-    with tft_beam.Context(temp_dir=str(root / "tmp"), force_tf_compat_v1=False):
-        (train, out_meta), transform_fn = (_rows(128, 0), metadata) | \
-            tft_beam.AnalyzeAndTransformDataset(
-                lambda inputs: preprocessing_fn(inputs, TRANSFORM), output_record_batches=False)
-        valid, _ = ((_rows(32, 1), metadata), transform_fn) | tft_beam.TransformDataset(
-            output_record_batches=False)
-        _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform"))
-    coder = tft.coders.ExampleProtoCoder(out_meta.schema)
-    for name, rows in (("train", train), ("valid", valid)):
-        options = tf.io.TFRecordOptions(compression_type="GZIP")
-        (root / name).mkdir()
-        with tf.io.TFRecordWriter(str(root / name / "data.gz"), options) as writer:
-            for row in rows:
-                writer.write(coder.encode(row))
 
 
 def worker_main(job_file: str) -> None:
@@ -139,7 +94,7 @@ def trained(tmp_path_factory):
     import portpicker
 
     root = tmp_path_factory.mktemp("multiworker")
-    _write_transformed(root)
+    write_transformed(root, TRANSFORM)
     data = {"train": str(root / "train" / "*.gz"), "valid": str(root / "valid" / "*.gz"),
             "transform": str(root / "transform")}
     multi = {**data, "serving": str(root / "multi" / "serving"), "run": str(root / "multi" / "run")}
