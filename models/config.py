@@ -18,8 +18,8 @@ import dataclasses
 import math
 from typing import Any
 
-__all__ = ["MODELS", "CheckedConfig", "TrainConfig", "TransformConfig", "allowed", "check", "field",
-           "problems"]
+__all__ = ["MODELS", "CheckedConfig", "PretrainConfig", "TrainConfig", "TransformConfig",
+           "allowed", "check", "field", "problems"]
 
 #: Model architectures `run_fn` can build.
 MODELS = ("cnn", "transformer")
@@ -143,3 +143,20 @@ class TrainConfig(CheckedConfig):
         if self.model == "transformer" and self.embedding_dim % self.num_heads:
             raise ValueError(f"--num_heads={self.num_heads}: must divide --embedding_dim="
                              f"{self.embedding_dim} (each head gets an equal share)")
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig(CheckedConfig):
+    """Masked-LM pre-training of the transformer's encoder (models/pretraining.py)."""
+
+    pretrain: bool = field(False, "pre-train the transformer's encoder with masked-LM on the "
+                                  "unlabeled reviews and train text before fine-tuning")
+    pretrain_epochs: int = field(1, "masked-LM epochs", low=1, high=1000)
+    pretrain_window: int = field(128, "tokens per pre-training window (a random span of "
+                                      "each review)", low=2, high=100_000)
+    mask_rate: float = field(0.15, "share of a window's tokens the model must predict",
+                             low=0, high=1, low_open=True, high_open=True)
+    pretrain_learning_rate: float = field(5e-4, "masked-LM peak learning rate (warm-up "
+                                                "then cosine decay)", low=0, high=10,
+                                          low_open=True)
+    pretrain_batch_size: int = field(64, "masked-LM global batch size", low=1, high=65_536)

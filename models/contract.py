@@ -25,6 +25,7 @@ __all__ = [
     "LABELS",
     "POSITIVE_LABEL",
     "HISTORY_FILE",
+    "ENCODER_WEIGHTS_FILE",
 ]
 
 # Splits of ImdbExampleGen. `valid` is carved out of the official train/ set
@@ -59,3 +60,5 @@ POSITIVE_LABEL = LABELS[1]
 
 #: Per-epoch training metrics the Trainer writes into its model_run artifact.
 HISTORY_FILE = "history.json"
+#: The pre-trained encoder's weights in the Pretrainer's model artifact.
+ENCODER_WEIGHTS_FILE = "encoder.weights.h5"

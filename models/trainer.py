@@ -24,13 +24,12 @@ from models.cnn import build_cnn
 from models.config import TrainConfig, TransformConfig
 from models.distribution import cluster_role, make_strategy
 from models.training_loop import fit
-from models.transformer import build_transformer
+from models.transformer import build_transformer, load_encoder
 
 __all__ = ["run_fn", "make_optimizer", "export_serving_model"]
 
 _TOKEN_IDS = features.transformed_name(features.TOKEN_IDS)
 _LABEL = features.transformed_name(features.LABEL)
-_BUILDERS = {"cnn": build_cnn, "transformer": build_transformer}
 
 
 def _dataset(files: list[str], spec: dict[str, Any], batch_size: int,
@@ -56,6 +55,16 @@ def _dataset(files: list[str], spec: dict[str, Any], batch_size: int,
     if shuffle_seed is not None:
         ds = ds.shuffle(20_000, seed=shuffle_seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size, drop_remainder=shuffle_seed is not None).prefetch(tf.data.AUTOTUNE)
+
+
+def _build_model(config: TrainConfig, vocab_total: int, max_length: int,
+                 base_model: str | None) -> keras.Model:
+    """The configured architecture; the transformer starts from the
+    Pretrainer's encoder when the pipeline hands one over (`base_model`)."""
+    if config.model == "transformer":
+        encoder = load_encoder(base_model, config, vocab_total, max_length) if base_model else None
+        return build_transformer(config, vocab_total, max_length, encoder)
+    return build_cnn(config, vocab_total, max_length)
 
 
 def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
@@ -162,8 +171,8 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
     # One pass fills the cache and tells the schedule how long an epoch is.
     steps_per_epoch = int(train_ds.reduce(0, lambda count, _: count + 1))
     with strategy.scope():
-        model = _BUILDERS[train_config.model](train_config, vocab_total,
-                                              transform_config.max_length)
+        model = _build_model(train_config, vocab_total, transform_config.max_length,
+                             fn_args.base_model)
         model.compile(optimizer=make_optimizer(train_config, steps_per_epoch * train_config.epochs),
                       loss="binary_crossentropy",
                       metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),

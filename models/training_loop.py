@@ -23,92 +23,111 @@ identical runs), so comparing candidates seed by seed means something.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import keras
 import tensorflow as tf
 
-__all__ = ["fit"]
+__all__ = ["CLASSIFICATION", "Task", "fit"]
+
+#: (model, batch, training, metrics) -> this replica's loss; updates `metrics`.
+Forward = Callable[[keras.Model, Any, bool, dict[str, keras.metrics.Metric]], tf.Tensor]
 
 
-class _Metrics:
-    """Loss, accuracy and AUC as `fit` reports them (AUC with Keras's default
-    200 thresholds), created under the strategy's scope so that reading them
-    sums every replica's share."""
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What one step computes. `metrics` makes the task's metrics (the first
+    named "loss"); they are created under the strategy's scope, so reading
+    them sums every replica's share. `forward` runs the model on one
+    replica's batch, updates the metrics and returns the local loss."""
 
-    def __init__(self) -> None:
-        self.loss = keras.metrics.Mean(name="loss")
-        self.accuracy = keras.metrics.BinaryAccuracy(name="accuracy")
-        self.auc = keras.metrics.AUC(name="auc")
-
-    def update(self, loss: tf.Tensor, batch: tf.Tensor, labels: tf.Tensor,
-               probabilities: tf.Tensor) -> None:
-        self.loss.update_state(loss, sample_weight=batch)
-        self.accuracy.update_state(labels, probabilities)
-        self.auc.update_state(labels, probabilities)
-
-    def results(self, prefix: str = "") -> dict[str, float]:
-        return {prefix + m.name: float(m.result()) for m in (self.loss, self.accuracy, self.auc)}
-
-    def reset(self) -> None:
-        for metric in (self.loss, self.accuracy, self.auc):
-            metric.reset_state()
+    metrics: Callable[[], list[keras.metrics.Metric]]
+    forward: Forward
 
 
-def _local_loss(model: keras.Model, labels: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
-    """Mean binary cross-entropy over this replica's examples plus the
-    model's regularisation losses: what `fit` computes per replica."""
+def _with_regularization(model: keras.Model, loss: tf.Tensor) -> tf.Tensor:
+    return loss + tf.add_n(model.losses) if model.losses else loss
+
+
+def _classification_metrics() -> list[keras.metrics.Metric]:
+    """Loss, accuracy and AUC as `fit` reports them (Keras's default 200
+    AUC thresholds)."""
+    return [keras.metrics.Mean(name="loss"), keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(name="auc")]
+
+
+def _classification_forward(model: keras.Model, batch: Any, training: bool,
+                            metrics: dict[str, keras.metrics.Metric]) -> tf.Tensor:
+    """Mean binary cross-entropy over this replica's (ids, labels) plus the
+    regularisation losses: what `fit` computes per replica."""
+    ids, labels = batch
+    probabilities = model(ids, training=training)
     labels = tf.reshape(tf.cast(labels, probabilities.dtype), tf.shape(probabilities))
-    loss = tf.reduce_mean(keras.losses.binary_crossentropy(labels, probabilities))
-    if model.losses:
-        loss += tf.add_n(model.losses)
+    loss = _with_regularization(
+        model, tf.reduce_mean(keras.losses.binary_crossentropy(labels, probabilities)))
+    metrics["loss"].update_state(loss, sample_weight=tf.shape(ids)[0])
+    metrics["accuracy"].update_state(labels, probabilities)
+    metrics["auc"].update_state(labels, probabilities)
     return loss
 
 
-def _step_functions(model: keras.Model, strategy: tf.distribute.Strategy,
-                    metrics: _Metrics) -> tuple[Callable[..., None], Callable[..., None]]:
+#: P(positive) from token ids, trained on binary cross-entropy.
+CLASSIFICATION = Task(_classification_metrics, _classification_forward)
+
+
+def _step_functions(model: keras.Model, strategy: tf.distribute.Strategy, task: Task,
+                    metrics: dict[str, keras.metrics.Metric],
+                    ) -> tuple[Callable[..., None], Callable[..., None]]:
     """(train step, validation step) over one distributed batch each."""
     replicas = strategy.num_replicas_in_sync
 
-    def train_replica(ids: tf.Tensor, labels: tf.Tensor) -> None:
+    def train_replica(batch: Any) -> None:
         with tf.GradientTape() as tape:
-            probabilities = model(ids, training=True)
-            loss = _local_loss(model, labels, probabilities)
+            loss = task.forward(model, batch, True, metrics)
             # Each replica's gradient is summed across replicas by the
             # optimizer: dividing by their number makes it the global mean.
             scaled = model.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled, model.trainable_variables)
         model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        metrics.update(loss, tf.shape(ids)[0], labels, probabilities)
 
-    def valid_replica(ids: tf.Tensor, labels: tf.Tensor) -> None:
-        probabilities = model(ids, training=False)
-        metrics.update(_local_loss(model, labels, probabilities), tf.shape(ids)[0], labels,
-                       probabilities)
+    def valid_replica(batch: Any) -> None:
+        task.forward(model, batch, False, metrics)
 
     @tf.function
-    def train_step(batch: tuple[tf.Tensor, tf.Tensor]) -> None:
-        strategy.run(train_replica, args=batch)
+    def train_step(batch: Any) -> None:
+        strategy.run(train_replica, args=(batch,))
 
     @tf.function
-    def valid_step(batch: tuple[tf.Tensor, tf.Tensor]) -> None:
-        strategy.run(valid_replica, args=batch)
+    def valid_step(batch: Any) -> None:
+        strategy.run(valid_replica, args=(batch,))
 
     return train_step, valid_step
 
 
-def fit(model: keras.Model, strategy: tf.distribute.Strategy,
-                     train: tf.data.Dataset, valid: tf.data.Dataset, *, epochs: int,
-                     steps_per_epoch: int, callbacks: list[keras.callbacks.Callback],
-                     ) -> dict[str, list[float]]:
+def _results(metrics: dict[str, keras.metrics.Metric], prefix: str = "") -> dict[str, float]:
+    return {prefix + name: float(m.result()) for name, m in metrics.items()}
+
+
+def _reset(metrics: dict[str, keras.metrics.Metric]) -> None:
+    for metric in metrics.values():
+        metric.reset_state()
+
+
+def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dataset,
+        valid: tf.data.Dataset, *, epochs: int, steps_per_epoch: int,
+        callbacks: list[keras.callbacks.Callback],
+        task: Task = CLASSIFICATION) -> dict[str, list[float]]:
     """Trains `model` (compiled with its optimizer, built under `strategy`'s
-    scope) and returns `History.history`: loss, accuracy, auc and their
-    `val_` twins per epoch. Every worker must call it with the same
-    arguments: each step is a collective operation."""
+    scope) on `task` and returns `History.history`: the task's metrics (for
+    classification loss, accuracy, auc) and their `val_` twins per epoch.
+    Every worker must call it with the same arguments: each step is a
+    collective operation."""
     with strategy.scope():
-        metrics = _Metrics()
+        metrics = {m.name: m for m in task.metrics()}
         model.optimizer.build(model.trainable_variables)
-    train_step, valid_step = _step_functions(model, strategy, metrics)
+    train_step, valid_step = _step_functions(model, strategy, task, metrics)
     train_batches = strategy.experimental_distribute_dataset(train)
     valid_batches = strategy.experimental_distribute_dataset(valid)
     history = keras.callbacks.History()
@@ -118,17 +137,17 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy,
     hooks.on_train_begin()
     logs: dict[str, float] = {}
     for epoch in range(epochs):
-        metrics.reset()
+        _reset(metrics)
         hooks.on_epoch_begin(epoch)
         for step, batch in enumerate(train_batches):
             hooks.on_train_batch_begin(step)
             train_step(batch)
             hooks.on_train_batch_end(step)
-        logs = metrics.results()
-        metrics.reset()
+        logs = _results(metrics)
+        _reset(metrics)
         for batch in valid_batches:
             valid_step(batch)
-        logs.update(metrics.results(prefix="val_"))
+        logs.update(_results(metrics, prefix="val_"))
         hooks.on_epoch_end(epoch, logs)
         if model.stop_training:
             break

@@ -16,9 +16,11 @@ to `max_length` whatever window it was pre-trained on.
 from __future__ import annotations
 
 import math
+import os
 
 import keras
 import numpy as np
+from absl import logging
 from keras import layers
 
 from models import contract, features
@@ -26,7 +28,8 @@ from models.cnn import MaskedMean
 from models.config import TrainConfig
 
 __all__ = ["TokenAndPositionEmbedding", "MultiHeadSelfAttention", "EncoderBlock",
-           "build_encoder", "build_transformer", "ENCODER_NAME", "encoder_vocab_total"]
+           "build_encoder", "build_transformer", "load_encoder", "ENCODER_NAME",
+           "encoder_vocab_total"]
 
 #: Name of the encoder sub-model inside the classifier (pre-training saves it).
 ENCODER_NAME = "encoder"
@@ -161,3 +164,19 @@ def build_transformer(config: TrainConfig, vocab_total: int, max_length: int,
     pooled = layers.Dropout(config.dropout)(pooled)
     probability = layers.Dense(1, activation="sigmoid", name=contract.OUTPUT_KEY)(pooled)
     return keras.Model(ids, probability, name="transformer")
+
+
+def load_encoder(base_model: str, config: TrainConfig, vocab_total: int,
+                 max_length: int) -> keras.Model:
+    """A fresh encoder with the pre-trained weights of a Pretrainer model
+    artifact; weights of another shape are refused naming the file."""
+    encoder = build_encoder(config, vocab_total, max_length)
+    path = os.path.join(base_model, contract.ENCODER_WEIGHTS_FILE)
+    try:
+        encoder.load_weights(path)
+    except ValueError as err:
+        raise ValueError(f"{path}: the pre-trained encoder does not fit this run's "
+                         f"--embedding_dim/--num_layers/--num_heads/--ff_dim or vocabulary "
+                         f"({str(err).splitlines()[0]})") from err
+    logging.info("Encoder initialised from the pre-trained weights in %s", base_model)
+    return encoder

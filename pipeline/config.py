@@ -15,7 +15,15 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from models.config import CheckedConfig, TrainConfig, TransformConfig, allowed, check, field
+from models.config import (
+    CheckedConfig,
+    PretrainConfig,
+    TrainConfig,
+    TransformConfig,
+    allowed,
+    check,
+    field,
+)
 
 __all__ = [
     "DEFAULT_CACHE_DIR",
@@ -121,9 +129,15 @@ class PipelineConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     transform: TransformConfig = dataclasses.field(default_factory=TransformConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     checks: CheckConfig = dataclasses.field(default_factory=CheckConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if self.pretrain.pretrain and self.train.model != "transformer":
+            raise ValueError(f"--pretrain: pre-trains the transformer's encoder; --model="
+                             f"{self.train.model} has none (use --model=transformer)")
 
 
 def _sections() -> list[tuple[str, type]]:
@@ -205,4 +219,7 @@ def from_args(argv: Sequence[str] | None = None, prog: str | None = None) -> Pip
             sections[section] = cls(**kwargs)
         except ValueError as err:
             parser.error(str(err))
-    return PipelineConfig(**sections)
+    try:
+        return PipelineConfig(**sections)
+    except ValueError as err:
+        parser.error(str(err))
