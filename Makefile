@@ -4,6 +4,7 @@ PY := .venv/bin/python
 DATA ?=
 OUTPUT ?= output
 MODEL ?= cnn
+PRETRAIN ?=
 RUN_ARGS ?=
 
 .PHONY: setup test lint typecheck run lock clean
@@ -24,7 +25,7 @@ typecheck:
 	$(PY) -m mypy
 
 run: setup  ## the local pipeline end to end
-	$(PY) -m pipeline.local_runner $(if $(DATA),--data=$(DATA)) --output_dir=$(OUTPUT) --model=$(MODEL) $(RUN_ARGS)
+	$(PY) -m pipeline.local_runner $(if $(DATA),--data=$(DATA)) --output_dir=$(OUTPUT) --model=$(MODEL) $(if $(PRETRAIN),--pretrain=$(PRETRAIN)) $(RUN_ARGS)
 
 lock:  ## re-pin requirements.txt from requirements.in (needs no .venv)
 	bash scripts/setup_venv.sh --tools-only

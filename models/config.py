@@ -117,6 +117,9 @@ class TrainConfig(CheckedConfig):
     learning_rate: float = field(1e-3, "peak learning rate", low=0, high=10, low_open=True)
     lr_schedule: str = field("cosine", "learning-rate schedule over all epochs",
                              choices=("cosine", "constant"))
+    warmup_fraction: float = field(0.0, "share of all steps spent warming the rate up linearly "
+                                        "from 0 (fine-tuning a pre-trained encoder)",
+                                   low=0, high=1, high_open=True)
     optimizer: str = field("adamw", "optimizer", choices=("adam", "adamw"))
     weight_decay: float = field(1e-4, "AdamW decoupled weight decay", low=0, high=1)
     clipnorm: float = field(1.0, "gradient clipping by global norm (0 = off)", low=0, high=1e6)

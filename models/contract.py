@@ -15,6 +15,7 @@ __all__ = [
     "UNSUP",
     "LABELED_SPLITS",
     "TRAINER_SPLITS",
+    "PRETRAIN_SPLITS",
     "SIGNATURE_EXAMPLES",
     "SIGNATURE_TEXT",
     "SIGNATURE_TOKEN_IDS",
@@ -40,6 +41,9 @@ UNSUP = "unsup"
 LABELED_SPLITS = (TRAIN, VALID, EVAL)
 #: What Transform transforms and the Trainer reads: never `eval`.
 TRAINER_SPLITS = (TRAIN, VALID)
+#: What masked-LM pre-training reads: unlabeled reviews and train text, never
+#: `valid` (it judges the fine-tuned model) or `eval`.
+PRETRAIN_SPLITS = (UNSUP, TRAIN)
 
 #: Serialized tf.Example in, as TF Serving clients and TFMA send it.
 SIGNATURE_EXAMPLES = "serving_default"

@@ -70,11 +70,20 @@ def _build_model(config: TrainConfig, vocab_total: int, max_length: int,
 def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
     """Adam or AdamW with optional global-norm clipping; with the cosine
     schedule the rate decays to 0 over all epochs (the last, low-rate steps
-    settle into a flatter minimum than a constant rate does)."""
+    settle into a flatter minimum than a constant rate does), after an
+    optional linear warm-up over `warmup_fraction` of the steps (large early
+    updates would wreck a pre-trained encoder)."""
     clip = {"global_clipnorm": config.clipnorm} if config.clipnorm else {}
     rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
-    if config.lr_schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, total_steps))
+    warmup = int(total_steps * config.warmup_fraction)
+    if config.lr_schedule == "cosine" or warmup:
+        # Keras's CosineDecay warms up from its initial rate to `warmup_target`;
+        # alpha=1 keeps the "constant" schedule flat after the warm-up.
+        start = 0.0 if warmup else config.learning_rate
+        rate = keras.optimizers.schedules.CosineDecay(
+            start, max(1, total_steps - warmup), alpha=1.0 if config.lr_schedule == "constant"
+            else 0.0, warmup_target=config.learning_rate if warmup else None,
+            warmup_steps=warmup)
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay, **clip)
     return keras.optimizers.Adam(rate, **clip)

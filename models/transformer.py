@@ -94,10 +94,15 @@ class MultiHeadSelfAttention(layers.Layer):
         query, key, value = qkv[0], qkv[1], qkv[2]
         scores = keras.ops.matmul(query, keras.ops.transpose(key, (0, 1, 3, 2)))
         scores = scores / math.sqrt(depth)
-        # A large negative number, not -inf: a row of padding only stays finite.
+        # Padding keys are masked by zeroing their weights after the softmax
+        # and renormalising, not by adding -1e9 to their scores: the same
+        # weights, but an int8 TFLite model would give the scores a
+        # quantisation range of ~1e9 and round every real score to 0.
         keep = keras.ops.cast(mask, scores.dtype)[:, None, None, :]
-        scores = scores + (1.0 - keep) * -1e9
-        weights = self.dropout(keras.ops.softmax(scores, axis=-1), training=training)
+        weights = keras.ops.softmax(scores, axis=-1) * keep
+        weights = weights / keras.ops.maximum(keras.ops.sum(weights, axis=-1, keepdims=True),
+                                              1e-9)
+        weights = self.dropout(weights, training=training)
         context = keras.ops.matmul(weights, value)  # [batch, heads, length, depth]
         context = keras.ops.reshape(keras.ops.transpose(context, (0, 2, 1, 3)),
                                     (batch, length, self.dim))

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import re
 import sys
+import textwrap
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -190,10 +191,18 @@ class _OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Wraps help text without splitting words at their hyphens
+    ("masked-LM", "out-of-vocabulary" stay whole on one line)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """One --flag per config field, grouped by section, defaults and allowed values shown."""
     parser = _OneLineParser(
-        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog, formatter_class=_HelpFormatter,
         description="Run the IMDb sentiment TFX pipeline.")
     for section, cls in _sections():
         group = parser.add_argument_group(section)

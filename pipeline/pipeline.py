@@ -29,12 +29,13 @@ from models import contract, features
 from pipeline.config import CheckConfig, EvalConfig, PipelineConfig
 from pipeline.fingerprints import CodeVersions
 
-__all__ = ["PREPROCESSING_FN", "RUN_FN", "RuntimeInputs", "create_pipeline", "eval_config",
-           "release_thresholds", "tflite_tolerances", "trainer_custom_config"]
+__all__ = ["PREPROCESSING_FN", "PRETRAIN_FN", "RUN_FN", "RuntimeInputs", "create_pipeline",
+           "eval_config", "release_thresholds", "tflite_tolerances", "trainer_custom_config"]
 
 _UNFINGERPRINTED = CodeVersions()
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
+PRETRAIN_FN = "models.pretraining.run_fn"
 
 
 def eval_config(config: EvalConfig) -> tfma.EvalConfig:
@@ -120,6 +121,12 @@ def tflite_tolerances(config: CheckConfig) -> dict[str, dict[str, float]]:
     return overrides
 
 
+def _transformed_splits(config: PipelineConfig) -> list[str]:
+    """train and valid; plus unsup when the encoder is pre-trained on it."""
+    extra = [contract.UNSUP] if config.pretrain.pretrain else []
+    return [*contract.TRAINER_SPLITS, *extra]
+
+
 def create_pipeline(
     config: PipelineConfig, *,
     metadata_connection_config: Any,
@@ -128,8 +135,8 @@ def create_pipeline(
     run_token: Any = "",
     runtime: RuntimeInputs = _COMPILED,
 ) -> tfx.dsl.Pipeline:
-    """ExampleGen -> statistics, schema, validation -> Transform -> Trainer ->
-    served baseline + Evaluator, TFLite check, infra validation -> Release.
+    """ExampleGen -> statistics, schema, validation -> Transform -> [Pretrainer]
+    -> Trainer -> served baseline + Evaluator, TFLite check, infra validation -> Release.
 
     `config.data.data` is the dataset (aclImdb/ folder or archive),
     `config.data.schema_dir` the curated schema folder and
@@ -144,7 +151,8 @@ def create_pipeline(
     out = config.run.output_dir.rstrip("/")
     example_gen = imdb_example_gen(
         config.data.data, valid_fraction=config.data.valid_fraction,
-        eval_fraction=config.data.eval_fraction, include_unsup=config.data.include_unsup,
+        eval_fraction=config.data.eval_fraction,
+        include_unsup=config.data.include_unsup or config.pretrain.pretrain,
         code_version=code_versions.ingest, input_base=runtime.data_root)
     examples = example_gen.outputs["examples"]
     statistics_gen = tfx.components.StatisticsGen(
@@ -171,16 +179,30 @@ def create_pipeline(
         # eval is never transformed: the Evaluator feeds raw eval examples to
         # the exported model, and nothing on the training side may see them.
         splits_config=tfx.proto.SplitsConfig(analyze=[contract.TRAIN],
-                                             transform=list(contract.TRAINER_SPLITS)),
+                                             transform=_transformed_splits(config)),
         custom_config={**transform_params, "code": code_versions.transform},
         # Statistics of token ids say little that StatisticsGen did not; skipping
         # them saves two TFDV passes over the data.
         disable_statistics=True,
     )
+    pretrainer = None
+    if config.pretrain.pretrain:
+        pretrainer = tfx.components.Trainer(
+            run_fn=PRETRAIN_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            train_args=tfx.proto.TrainArgs(splits=list(contract.PRETRAIN_SPLITS)),
+            # Unused: the masked-LM loss is watched on a hashed share of the
+            # training reviews. Named so that no labelled split is handed over.
+            eval_args=tfx.proto.EvalArgs(splits=[contract.UNSUP]),
+            custom_config={**trainer_custom_config(config, code_versions),
+                           "pretrain": dataclasses.asdict(config.pretrain)},
+        ).with_id("Pretrainer")
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
+        base_model=pretrainer.outputs["model"] if pretrainer else None,
         train_args=tfx.proto.TrainArgs(splits=[contract.TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[contract.VALID]),
         custom_config=_or(runtime.train_config, trainer_custom_config(config, code_versions)),
@@ -215,7 +237,8 @@ def create_pipeline(
         pipeline_name=config.run.pipeline_name,
         pipeline_root=posixpath.join(out, "tfx", "pipeline_root"),
         components=[example_gen, statistics_gen, schema_gen, curated_schema, example_validator,
-                    gate, transform, trainer, served, evaluator, tflite, infra, release],
+                    gate, transform, *([pretrainer] if pretrainer else []), trainer, served,
+                    evaluator, tflite, infra, release],
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args),
         enable_cache=True,

@@ -243,3 +243,42 @@ def test_without_ml_metadata_a_worse_candidate_is_still_judged_against_the_serve
                for f in verdict["validation"]["failures"])
     assert "CANDIDATE NOT BLESSED" in capsys.readouterr().out
     assert _snapshot(out) == before
+
+
+def test_a_transformer_fine_tuned_from_masked_lm_pretraining_runs_the_whole_pipeline(
+        tmp_path):
+    """--model=transformer --pretrain: the Pretrainer learns from unsup and
+    train text, the Trainer starts from its model (lineage in ML Metadata),
+    and the fine-tuned transformer goes through evaluation, the TFLite and
+    infra checks to the release like the CNN."""
+    corpus = write_demo_corpus(tmp_path / "data",
+                               DemoCorpusSpec(train_per_class=300, test_per_class=80, unsup=300,
+                                              reviews_per_movie=5))
+    out = tmp_path / "out"
+    verdict = _run(corpus, out, "--model=transformer", "--pretrain=true", "--num_layers=1",
+                   "--num_heads=2", "--ff_dim=32", "--pretrain_window=16", "--pretrain_epochs=2",
+                   "--epochs=12", "--dropout=0.1")
+    states = _states(out)
+    assert states["Pretrainer"] == ["COMPLETE"] and states["Release"][-1] == "COMPLETE"
+    db = out / "tfx" / "metadata.sqlite"
+    models = {a.id: a for a in artifacts_of_type(db, "Model")}
+    [pretrained] = [a for a in models.values() if "Pretrainer" in a.uri]
+    assert (Path(pretrained.uri) / "Format-Serving" / contract.ENCODER_WEIGHTS_FILE).is_file()
+    from tests.tfx_helpers import store
+
+    mlmd = store(db)
+    [trainer_node] = [c for c in mlmd.get_contexts_by_type("node")
+                      if c.name.endswith(".Trainer")]
+    [trainer_run] = mlmd.get_executions_by_context(trainer_node.id)
+    inputs = {ev.artifact_id for ev in mlmd.get_events_by_execution_ids([trainer_run.id])
+              if ev.type == ev.INPUT}
+    assert pretrained.id in inputs
+    [transformed] = [a for a in artifacts_of_type(db, "Examples") if "Transform" in a.uri]
+    assert json.loads(transformed.properties["split_names"].string_value) == [
+        "train", "valid", "unsup"]
+    assert verdict["status"] == "released", verdict
+    assert verdict["metrics"]["overall"]["binary_accuracy"] >= 0.75
+    served = tf.saved_model.load(str(out / "serving" / MODEL / str(verdict["version"])))
+    p = served.signatures[contract.SIGNATURE_TEXT](
+        **{contract.INPUT_TEXT: tf.constant(REVIEWS)})[contract.OUTPUT_KEY].numpy()
+    assert p[0] > 0.5 > p[1]

@@ -10,6 +10,7 @@ from tfx import v1 as tfx
 
 from components.tflite_converter.component import CHECK_SPLIT
 from models import contract
+from models.config import PretrainConfig, TrainConfig
 from pipeline.config import DataConfig, PipelineConfig, RunConfig
 from pipeline.fingerprints import CodeVersions
 from pipeline.pipeline import create_pipeline
@@ -22,12 +23,11 @@ COMPONENTS = ["ImdbExampleGen", "StatisticsGen", "SchemaGen", "curated_schema", 
 EXAMPLE_READERS = {"StatisticsGen", "Transform", "Evaluator", "TFLiteCheck", "InfraValidation"}
 
 
-@pytest.fixture(scope="module")
-def pipeline():
+def _pipeline(**sections):  # type: ignore[no-untyped-def]
     """Paths that do not exist anywhere: building the pipeline must not look."""
     config = PipelineConfig(
         data=DataConfig(data="/nonexistent/aclImdb", schema_dir="/nonexistent/schema"),
-        run=RunConfig(output_dir="/nonexistent/out"))
+        run=RunConfig(output_dir="/nonexistent/out"), **sections)
     return create_pipeline(
         config,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
@@ -36,6 +36,11 @@ def pipeline():
         code_versions=CodeVersions(ingest="i", transform="t", trainer="m", tflite="l",
                                    schema="s"),
         run_token="token")
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return _pipeline()
 
 
 def _by_id(pipeline):
@@ -89,6 +94,26 @@ def test_the_eval_split_reaches_the_evaluator_only(pipeline):
     assert json.loads(trainer["eval_args"])["splits"] == [contract.VALID]
     assert json.loads(c["Evaluator"].exec_properties["example_splits"]) == [contract.EVAL]
     assert CHECK_SPLIT == contract.VALID
+
+
+def test_pretraining_adds_a_pretrainer_on_unsup_and_train_that_feeds_the_trainer():
+    """--pretrain: ExampleGen ingests unsup, Transform transforms it (the
+    vocabulary is still analysed on train), the Pretrainer reads unsup and
+    train only, and the Trainer starts from its model (lineage in MLMD)."""
+    c = _by_id(_pipeline(train=TrainConfig(model="transformer"),
+                         pretrain=PretrainConfig(pretrain=True)))
+    assert set(c) == {*COMPONENTS, "Pretrainer"}
+    inputs = json.loads(c["ImdbExampleGen"].exec_properties["input_config"])
+    assert contract.UNSUP in [split["name"] for split in inputs["splits"]]
+    splits = json.loads(c["Transform"].exec_properties["splits_config"])
+    assert splits == {"analyze": [contract.TRAIN],
+                      "transform": [contract.TRAIN, contract.VALID, contract.UNSUP]}
+    pretrainer = c["Pretrainer"].exec_properties
+    assert json.loads(pretrainer["train_args"])["splits"] == [contract.UNSUP, contract.TRAIN]
+    assert json.loads(pretrainer["eval_args"])["splits"] == [contract.UNSUP]
+    assert json.loads(pretrainer["custom_config"])["pretrain"]["pretrain"] is True
+    assert _producers(c["Trainer"])["base_model"] == ("Pretrainer", "model")
+    assert json.loads(c["Trainer"].exec_properties["train_args"])["splits"] == [contract.TRAIN]
 
 
 def test_code_and_schema_fingerprints_join_the_cache_keys(pipeline):

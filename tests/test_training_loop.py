@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from models.distribution import make_strategy
@@ -68,3 +69,25 @@ def test_early_stopping_ends_the_loop_and_restores_the_best_epoch():
     assert len(losses) < 20
     assert min(losses[:-1]) < losses[-1]
     np.testing.assert_allclose(model(ids).numpy(), best["probabilities"], rtol=1e-6)
+
+
+def _rate_at(optimizer: keras.optimizers.Optimizer, step: int) -> float:
+    optimizer.iterations.assign(step)
+    return float(optimizer.learning_rate)
+
+
+def test_warm_up_rises_linearly_to_the_peak_then_the_schedule_takes_over():
+    from models.config import TrainConfig
+    from models.trainer import make_optimizer
+
+    cosine = make_optimizer(TrainConfig(learning_rate=1e-3, warmup_fraction=0.1), 100)
+    assert _rate_at(cosine, 0) == 0.0
+    assert _rate_at(cosine, 5) == pytest.approx(5e-4)
+    assert _rate_at(cosine, 10) == pytest.approx(1e-3)
+    assert _rate_at(cosine, 100) == pytest.approx(0.0, abs=1e-9)
+    flat = make_optimizer(TrainConfig(learning_rate=1e-3, warmup_fraction=0.1,
+                                      lr_schedule="constant"), 100)
+    assert _rate_at(flat, 5) == pytest.approx(5e-4)
+    assert _rate_at(flat, 60) == pytest.approx(1e-3)
+    plain = make_optimizer(TrainConfig(learning_rate=1e-3), 100)
+    assert _rate_at(plain, 0) == pytest.approx(1e-3)
