@@ -33,7 +33,7 @@ from serving.metrics import Registry
 from serving.tensors import TensorSpec, check_inputs, to_array
 
 __all__ = ["ModelConfig", "VersionPolicy", "Servable", "ModelManager", "model_configs",
-           "aspired_versions", "versions_on_disk", "load_model_server_config",
+           "aspired_versions", "load_model_server_config",
            "DEFAULT_SIGNATURE", "PLATFORM", "WARMUP_FILE"]
 
 DEFAULT_SIGNATURE = "serving_default"  # TF Serving's default, not this project's choice
@@ -331,7 +331,7 @@ def _check_labels(config: ModelConfig, versions: Sequence[int]) -> None:
                 f"(its version policy serves {sorted(versions)})")
 
 
-def versions_on_disk(base: str) -> dict[int, str]:
+def _versions_on_disk(base: str) -> dict[int, str]:
     """version -> directory of the integer-named directories under `base`."""
     try:
         names = os.listdir(base)
@@ -434,7 +434,7 @@ class ModelManager:
         return loadable
 
     def _reconcile(self, model: _Model) -> None:
-        on_disk = versions_on_disk(model.config.base_path)
+        on_disk = _versions_on_disk(model.config.base_path)
         aspired = aspired_versions(self._loadable(model, on_disk), model.config.policy)
         for version in aspired:
             if version not in model.available:
@@ -515,7 +515,7 @@ class ModelManager:
             raise ServingError("NOT_FOUND", f"model '{config.name}': base_path "
                                f"{config.base_path} does not exist or is not a directory")
         model = _Model(config, previous)
-        on_disk = versions_on_disk(config.base_path)
+        on_disk = _versions_on_disk(config.base_path)
         aspired = aspired_versions(self._loadable(model, on_disk), config.policy)
         if not aspired:
             raise ServingError("NOT_FOUND", f"model '{config.name}': no loadable version under "

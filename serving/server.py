@@ -232,7 +232,8 @@ def _reload_response(manager: ModelManager,
                      config: Any) -> model_management_pb2.ReloadConfigResponse:
     """Applies a ModelServerConfig, answering as TF Serving does: the outcome
     is the response's `status` (the RPC itself succeeds); a refused config
-    changed nothing. No config at all is taken as "no action"."""
+    changed nothing. No config at all is taken as "no action", as TF Serving
+    does; `metric_names` is not answered (this server keeps no such metrics)."""
     response = model_management_pb2.ReloadConfigResponse()
     if config.WhichOneof("config") is None:
         log.info("config reload: empty ModelServerConfig, taking no action")

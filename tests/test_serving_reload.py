@@ -22,8 +22,9 @@ import pytest
 import requests
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
-from serving import protos
+from serving import errors, protos
 from serving.client import GrpcClient, ServingError
+from serving.server import parse_flags
 from tests.serving_fixtures import RunningServer, build_versions, running_server
 
 POSITIVE = "A great film, I love it!"
@@ -270,3 +271,17 @@ def test_requests_in_flight_across_reloads_all_succeed(
     errors = [r for r in results if isinstance(r, Exception)]
     assert errors == [] and len(results) > 20
     assert {1, 2} <= set(results) <= {1, 2}
+
+
+def test_models_config_at_start_is_checked_by_the_same_rules(tmp_path: Path) -> None:
+    """--model_config_file is parsed by the code that parses reloads: a
+    duplicated model name or an unsupported field stops the server at start
+    with the same message, instead of being silently dropped."""
+    config = tmp_path / "models.config"
+    cases = [([_model("imdb", tmp_path), _model("imdb", tmp_path)], "imdb multiple times"),
+             ([_model("imdb", tmp_path, "logging_config { }")], "logging_config")]
+    for entries, needle in cases:
+        config.write_text(protos.to_text(_config(*entries)))
+        with pytest.raises(errors.ServingError) as caught:
+            parse_flags([f"--model_config_file={config}"])
+        assert needle in caught.value.message
