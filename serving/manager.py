@@ -551,29 +551,30 @@ class ModelManager:
     def _switch(self, plans: Sequence[_Plan], old: Mapping[str, _Model]) -> None:
         """Makes the planned models the served ones, then unloads what they dropped."""
         new = {plan.model.config.name: plan.model for plan in plans}
+        retired = [(name, version, servable) for name, model in old.items()
+                   for version, servable in model.available.items()
+                   if name not in new or new[name].available.get(version) is not servable]
+        # Status rows of the versions being dropped: UNLOADING now, END once closed.
+        ending = {name: new[name].states if name in new else dict(old[name].states)
+                  for name, _, _ in retired}
+        replaced = {(name, v) for name, v, _ in retired if name in new and v in new[name].available}
+        for name, version, _ in retired:
+            if (name, version) not in replaced:
+                ending[name][version] = _VersionState("UNLOADING")
         with self._lock:
             self._models = new
             for name in new:
                 self._removed.pop(name, None)
-        for plan in plans:
-            self._metrics.set_versions(plan.model.config.name, sorted(plan.model.available))
-        for name, model in old.items():
-            successor = new.get(name)
-            ended = {}
-            for version, servable in model.available.items():
-                if successor is not None and successor.available.get(version) is servable:
-                    continue
-                servable.close()  # in-flight requests hold their own reference
-                ended[version] = _VersionState("END")
-                log.info("model %s version %d unloaded", name, version)
-            with self._lock:
-                if successor is None:
-                    self._removed[name] = {**model.states, **ended}
-                else:
-                    successor.states.update((v, s) for v, s in ended.items()
-                                            if v not in successor.available)
-            if successor is None:
-                self._metrics.set_versions(name, [])
+            for name in old.keys() - new.keys():
+                self._removed[name] = ending.get(name, dict(old[name].states))
+        for name in old.keys() | new.keys():
+            self._metrics.set_versions(name, sorted(new[name].available) if name in new else [])
+        for name, version, servable in retired:
+            servable.close()  # in-flight requests hold their own reference
+            if (name, version) not in replaced:
+                with self._lock:
+                    ending[name][version] = _VersionState("END")
+            log.info("model %s version %d unloaded", name, version)
         log.info("config reloaded: serving %s",
                  {name: sorted(m.available) for name, m in new.items()})
 
