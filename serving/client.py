@@ -33,6 +33,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -211,6 +212,17 @@ class GrpcClient:
         return [json_format.MessageToDict(row, preserving_proto_field_name=True,
                                           always_print_fields_with_no_presence=True)
                 for row in response.model_version_status]
+
+    def reload_config(self, config: Any) -> None:
+        """HandleReloadConfigRequest: the server serves exactly `config` (a
+        ModelServerConfig) once this returns; raises ServingError if refused."""
+        request = model_management_pb2.ReloadConfigRequest()
+        request.config.CopyFrom(config)
+        status = self._retrying(self._models.HandleReloadConfigRequest, request).status
+        if status.error_code:
+            code = next((c.name for c in grpc.StatusCode if c.value[0] == status.error_code),
+                        "UNKNOWN")
+            raise ServingError(code, status.error_message)
 
     def wait_until_available(self, timeout_s: float, poll_s: float = 0.2) -> float:
         """Seconds until a version is AVAILABLE; raises TimeoutError after `timeout_s`."""

@@ -7,6 +7,8 @@ that is incomplete or corrupt is logged with the reason and skipped (retried
 only once its files change), so the version served before stays served.
 Requests hold a reference to the version they resolved, so an unload never
 fails a request in flight: the version's object lives until its last answer.
+A config reload (`ModelManager.reload`) is all or nothing: it checks and
+loads everything the new config needs before it switches, in one step.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.config import model_server_config_pb2
 
 from models.contract import INPUT_TEXT
 from serving import protos
@@ -30,9 +33,11 @@ from serving.metrics import Registry
 from serving.tensors import TensorSpec, check_inputs, to_array
 
 __all__ = ["ModelConfig", "VersionPolicy", "Servable", "ModelManager", "model_configs",
-           "aspired_versions", "DEFAULT_SIGNATURE", "WARMUP_FILE"]
+           "aspired_versions", "load_model_server_config",
+           "DEFAULT_SIGNATURE", "PLATFORM", "WARMUP_FILE"]
 
 DEFAULT_SIGNATURE = "serving_default"  # TF Serving's default, not this project's choice
+PLATFORM = "tensorflow"  # the only model_platform served: SavedModels
 #: Where TF Serving looks for warm-up requests inside a SavedModel.
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _MAX_WARMUP_RECORDS = 1000  # TF Serving's own cap
@@ -48,6 +53,14 @@ class VersionPolicy:
     num_versions: int = 1
     versions: tuple[int, ...] = ()
 
+    def __str__(self) -> str:
+        """As an operator reads it in an error: `latest 1`, `all`, `specific [3, 4]`."""
+        if self.kind == "all":
+            return "all"
+        if self.kind == "specific":
+            return f"specific {list(self.versions)}"
+        return f"latest {self.num_versions}"
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -59,23 +72,63 @@ class ModelConfig:
     labels: Mapping[str, int] = field(default_factory=dict)
 
 
+def _policy(entry: Any) -> VersionPolicy:
+    choice = entry.model_version_policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return VersionPolicy("all")
+    if choice == "specific":
+        versions = tuple(entry.model_version_policy.specific.versions)
+        if not versions:
+            raise ServingError("INVALID_ARGUMENT", f"model '{entry.name}': "
+                               "model_version_policy.specific lists no version")
+        return VersionPolicy("specific", versions=versions)
+    latest = entry.model_version_policy.latest.num_versions
+    return VersionPolicy("latest", num_versions=max(1, latest))
+
+
+def _check_entry(entry: Any) -> None:
+    """Refuses what this server cannot honour, naming the model and the field:
+    ignoring a field would serve something other than what the config asks for."""
+    model = f"model '{entry.name}'"
+    if not entry.name:
+        raise ServingError("INVALID_ARGUMENT", "a model config entry has no name")
+    if "://" in entry.base_path:
+        raise ServingError("INVALID_ARGUMENT",
+                           f"{model}: base_path '{entry.base_path}' is not a local path "
+                           "(this server reads local directories only)")
+    if not os.path.isabs(entry.base_path):
+        raise ServingError("INVALID_ARGUMENT", f"Expected {model} to have an absolute "
+                           f"base_path; got base_path='{entry.base_path}'")
+    if entry.model_type and entry.model_platform:
+        raise ServingError("INVALID_ARGUMENT", f"{model}: both model_type (deprecated) "
+                           "and model_platform are set")
+    if (entry.model_type == model_server_config_pb2.OTHER
+            or entry.model_platform not in ("", PLATFORM)):
+        raise ServingError("INVALID_ARGUMENT", f"{model}: model_platform "
+                           f"'{entry.model_platform or 'other'}' is not supported "
+                           f"(only '{PLATFORM}')")
+    if entry.HasField("logging_config"):
+        raise ServingError("INVALID_ARGUMENT", f"{model}: logging_config (request logging) "
+                           "is not supported")
+
+
 def model_configs(config: Any) -> list[ModelConfig]:
-    """The models of a parsed ModelServerConfig (text-format models.config)."""
-    result = []
+    """The models of a ModelServerConfig (models.config at start, or a reload
+    request), or INVALID_ARGUMENT naming the entry and field that cannot apply."""
+    if config.WhichOneof("config") == "custom_model_config":
+        raise ServingError("INVALID_ARGUMENT", "custom_model_config is not supported: "
+                           "only model_config_list")
+    result: list[ModelConfig] = []
     for entry in config.model_config_list.config:
-        choice = entry.model_version_policy.WhichOneof("policy_choice")
-        if choice == "all":
-            policy = VersionPolicy("all")
-        elif choice == "specific":
-            policy = VersionPolicy("specific",
-                                   versions=tuple(entry.model_version_policy.specific.versions))
-        else:
-            latest = entry.model_version_policy.latest.num_versions
-            policy = VersionPolicy("latest", num_versions=max(1, latest))
-        result.append(ModelConfig(entry.name, entry.base_path, policy,
+        _check_entry(entry)
+        if any(c.name == entry.name for c in result):
+            raise ServingError("INVALID_ARGUMENT", f"Illegal to list model {entry.name} "
+                               "multiple times in config list")
+        result.append(ModelConfig(entry.name, entry.base_path, _policy(entry),
                                   dict(entry.version_labels)))
     if not result:
-        raise ValueError("the model config lists no model (model_config_list { config {...} })")
+        raise ServingError("INVALID_ARGUMENT", "the model config lists no model "
+                           "(model_config_list { config {...} })")
     return result
 
 
@@ -232,33 +285,80 @@ class _VersionState:
 
 
 class _Model:
-    def __init__(self, config: ModelConfig) -> None:
+    """One configured model: its config, loaded versions and status rows.
+
+    A reload builds a new _Model per entry and swaps them all in at once, so
+    a request always sees one config's labels with that config's versions.
+    """
+
+    def __init__(self, config: ModelConfig, previous: _Model | None = None) -> None:
         self.config = config
         self.available: dict[int, Servable] = {}
-        self.states: dict[int, _VersionState] = {}
+        # GetModelStatus keeps reporting versions that ended, across reloads.
+        self.states: dict[int, _VersionState] = dict(previous.states) if previous else {}
         self.failed: dict[int, tuple[Any, ...]] = {}  # version -> fingerprint that failed
         self.waiting: set[int] = set()  # versions without saved_model.pb yet (logged once)
+        if previous is not None and previous.config.base_path == config.base_path:
+            self.failed, self.waiting = dict(previous.failed), set(previous.waiting)
 
 
+@dataclass
+class _Plan:
+    """What a reload does to one model: the versions to load, those to keep."""
 
-def _labelled(model: _Model, version: int | None, label: str) -> int | None:
+    model: _Model  # not visible to requests until the switch
+    to_load: dict[int, str]  # version -> directory
+    kept: dict[int, Servable]  # already loaded from the same directory
+
+
+def _labelled(labels: Mapping[str, int], version: int | None, label: str) -> int | None:
     """The version a request names, through its version label if it has one."""
     if not label:
         return version
-    if label not in model.config.labels:
+    if label not in labels:
         raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
-    return int(model.config.labels[label])
+    return int(labels[label])
+
+
+def _check_labels(config: ModelConfig, versions: Sequence[int]) -> None:
+    """A label must name a version the config serves, or it answers nothing."""
+    for label, version in sorted(config.labels.items()):
+        if version not in versions:
+            raise ServingError(
+                "FAILED_PRECONDITION",
+                f"Request to assign label '{label}' to version {version} of model "
+                f"{config.name}, which is not currently available for inference "
+                f"(its version policy serves {sorted(versions)})")
+
+
+def _versions_on_disk(base: str) -> dict[int, str]:
+    """version -> directory of the integer-named directories under `base`."""
+    try:
+        names = os.listdir(base)
+    except OSError as error:
+        log.warning("base path %s unreadable: %s", base, error)
+        return {}
+    return {int(n): os.path.join(base, n) for n in names
+            if n.isdigit() and os.path.isdir(os.path.join(base, n))}
+
+
+def _first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0][:500]
 
 
 class ModelManager:
-    """Every configured model, polled for new versions on a background thread."""
+    """Every configured model, polled for new versions on a background thread;
+    `reload()` switches to another set of models."""
 
     def __init__(self, configs: list[ModelConfig], *, batching: BatchingOptions | None = None,
                  metrics: Registry | None = None) -> None:
         self._models = {c.name: _Model(c) for c in configs}
+        self._removed: dict[str, dict[int, _VersionState]] = {}  # status rows of removed models
         self._batching = batching
         self._metrics = metrics or Registry()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the model dicts: held for microseconds
+        # One poll or reload at a time: both load and unload (seconds).
+        self._config_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -266,12 +366,12 @@ class ModelManager:
 
     def get(self, name: str, version: int | None = None, label: str = "") -> Servable:
         """The servable a request's ModelSpec names, or NOT_FOUND / INVALID_ARGUMENT."""
-        model = self._models.get(name)
+        with self._lock:
+            model = self._models.get(name)
+            available = dict(model.available) if model else {}
         if model is None:
             raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
-        version = _labelled(model, version, label)
-        with self._lock:
-            available = dict(model.available)
+        version = _labelled(model.config.labels, version, label)
         if version is None:
             if not available:
                 raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})")
@@ -283,13 +383,13 @@ class ModelManager:
 
     def status(self, name: str, version: int | None = None,
                label: str = "") -> list[tuple[int, _VersionState]]:
-        """(version, state) rows as GetModelStatus reports them."""
-        model = self._models.get(name)
-        if model is None:
-            raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
-        version = _labelled(model, version, label)
+        """(version, state) rows as GetModelStatus reports them (a removed
+        model's versions stay listed as END, as TF Serving's state monitor does)."""
         with self._lock:
-            rows = sorted(model.states.items())
+            model = self._models.get(name)
+            states = model.states if model else self._removed.get(name, {})
+            rows = sorted(states.items())
+        version = _labelled(model.config.labels if model else {}, version, label)
         if version is not None:
             rows = [(v, s) for v, s in rows if v == version]
             if not rows:
@@ -301,30 +401,24 @@ class ModelManager:
 
     def model_names(self) -> list[str]:
         """Names of the configured models."""
-        return list(self._models)
+        with self._lock:
+            return list(self._models)
 
     # ---------- polling, loading, unloading ----------
 
     def poll_once(self) -> None:
         """One look at every base path: load what the policy wants, then unload the rest."""
-        for model in self._models.values():
-            try:
-                self._reconcile(model)
-            except Exception:  # the poll loop must survive anything one model does
-                log.exception("polling %s failed", model.config.name)
+        with self._config_lock:
+            with self._lock:
+                models = list(self._models.values())
+            for model in models:
+                try:
+                    self._reconcile(model)
+                except Exception:  # the poll loop must survive anything one model does
+                    log.exception("polling %s failed", model.config.name)
 
-    def _versions_on_disk(self, model: _Model) -> dict[int, str]:
-        base = model.config.base_path
-        try:
-            names = os.listdir(base)
-        except OSError as error:
-            log.warning("model %s: base path %s unreadable: %s", model.config.name, base, error)
-            return {}
-        return {int(n): os.path.join(base, n) for n in names
-                if n.isdigit() and os.path.isdir(os.path.join(base, n))}
-
-    def _reconcile(self, model: _Model) -> None:
-        on_disk = self._versions_on_disk(model)
+    def _loadable(self, model: _Model, on_disk: Mapping[int, str]) -> list[int]:
+        """Versions on disk worth loading: not failed as they are, saved_model.pb there."""
         loadable = []
         for version, path in on_disk.items():
             failed = model.failed.get(version)
@@ -337,7 +431,11 @@ class ModelManager:
                     model.waiting.add(version)
                 continue
             loadable.append(version)
-        aspired = aspired_versions(loadable, model.config.policy)
+        return loadable
+
+    def _reconcile(self, model: _Model) -> None:
+        on_disk = _versions_on_disk(model.config.base_path)
+        aspired = aspired_versions(self._loadable(model, on_disk), model.config.policy)
         for version in aspired:
             if version not in model.available:
                 self._load(model, version, on_disk[version])
@@ -348,16 +446,26 @@ class ModelManager:
         for version in retire:
             self._unload(model, version)
 
+    def _open(self, name: str, version: int, path: str) -> Servable:
+        """A loaded and warmed-up servable (its batchers stopped if warm-up fails)."""
+        servable = Servable(name, version, path, self._batching)
+        try:
+            warmed = servable.warm_up()
+        except Exception:
+            servable.close()
+            raise
+        log.info("model %s version %d loaded (%d warm-up requests)", name, version, warmed)
+        return servable
+
     def _load(self, model: _Model, version: int, path: str) -> None:
         name = model.config.name
         with self._lock:
             model.states[version] = _VersionState("LOADING")
         fingerprint = _fingerprint(path)
         try:
-            servable = Servable(name, version, path, self._batching)
-            warmed = servable.warm_up()
+            servable = self._open(name, version, path)
         except Exception as error:  # corrupt/incomplete: keep serving what serves now
-            message = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+            message = _first_line(error)
             log.error("model %s version %d at %s NOT loaded (%s); still serving %s", name,
                       version, path, message, sorted(model.available) or "nothing")
             model.failed[version] = fingerprint
@@ -370,7 +478,7 @@ class ModelManager:
             model.states[version] = _VersionState("AVAILABLE")
             versions = sorted(model.available)
         self._metrics.set_versions(name, versions)
-        log.info("model %s version %d AVAILABLE (%d warm-up requests)", name, version, warmed)
+        log.info("model %s version %d AVAILABLE", name, version)
 
     def _unload(self, model: _Model, version: int) -> None:
         with self._lock:
@@ -382,6 +490,95 @@ class ModelManager:
         with self._lock:
             model.states[version] = _VersionState("END")
         log.info("model %s version %d unloaded", model.config.name, version)
+
+    # ---------- reloading the config ----------
+
+    def reload(self, configs: Sequence[ModelConfig]) -> None:
+        """Serves exactly `configs` from now on (HandleReloadConfigRequest).
+
+        All or nothing: every check and every load happens before one switch
+        under the lock, so a refused config (ServingError naming the model)
+        leaves the previous models serving as they were. A version the new
+        config keeps from the same directory keeps its loaded servable; the
+        versions it drops are unloaded after the switch, and requests still
+        running on them finish there.
+        """
+        with self._config_lock:
+            with self._lock:
+                current = dict(self._models)
+            plans = [self._plan(config, current.get(config.name)) for config in configs]
+            self._load_planned(plans)
+            self._switch(plans, current)
+
+    def _plan(self, config: ModelConfig, previous: _Model | None) -> _Plan:
+        if not os.path.isdir(config.base_path):
+            raise ServingError("NOT_FOUND", f"model '{config.name}': base_path "
+                               f"{config.base_path} does not exist or is not a directory")
+        model = _Model(config, previous)
+        on_disk = _versions_on_disk(config.base_path)
+        aspired = aspired_versions(self._loadable(model, on_disk), config.policy)
+        if not aspired:
+            raise ServingError("NOT_FOUND", f"model '{config.name}': no loadable version under "
+                               f"{config.base_path} matches its version policy ({config.policy})")
+        _check_labels(config, aspired)
+        loaded: dict[int, Servable] = {}
+        if previous is not None and previous.config.base_path == config.base_path:
+            with self._lock:
+                loaded = dict(previous.available)
+        kept = {v: loaded[v] for v in aspired if v in loaded}
+        return _Plan(model, {v: on_disk[v] for v in aspired if v not in kept}, kept)
+
+    def _load_planned(self, plans: Sequence[_Plan]) -> None:
+        """Loads every planned version into its (still invisible) model, or
+        closes those it loaded and raises UNKNOWN naming the one that failed."""
+        opened: list[Servable] = []
+        for plan in plans:
+            name = plan.model.config.name
+            for version, path in sorted(plan.to_load.items()):
+                try:
+                    servable = self._open(name, version, path)
+                except Exception as error:
+                    for loaded in opened:
+                        loaded.close()
+                    raise ServingError("UNKNOWN", f"model '{name}' version {version} at {path} "
+                                       f"did not load: {_first_line(error)}") from None
+                opened.append(servable)
+                plan.model.available[version] = servable
+            plan.model.available.update(plan.kept)
+            plan.model.states.update((v, _VersionState("AVAILABLE"))
+                                     for v in plan.model.available)
+
+    def _switch(self, plans: Sequence[_Plan], old: Mapping[str, _Model]) -> None:
+        """Makes the planned models the served ones, then unloads what they dropped."""
+        new = {plan.model.config.name: plan.model for plan in plans}
+        retired = [(name, version, servable) for name, model in old.items()
+                   for version, servable in model.available.items()
+                   if name not in new or new[name].available.get(version) is not servable]
+        # Status rows of the versions being dropped: UNLOADING now, END once closed.
+        ending = {name: new[name].states if name in new else dict(old[name].states)
+                  for name, _, _ in retired}
+        replaced = {(name, v) for name, v, _ in retired if name in new and v in new[name].available}
+        for name, version, _ in retired:
+            if (name, version) not in replaced:
+                ending[name][version] = _VersionState("UNLOADING")
+        with self._lock:
+            self._models = new
+            for name in new:
+                self._removed.pop(name, None)
+            for name in old.keys() - new.keys():
+                self._removed[name] = ending.get(name, dict(old[name].states))
+        for name in old.keys() | new.keys():
+            self._metrics.set_versions(name, sorted(new[name].available) if name in new else [])
+        for name, version, servable in retired:
+            servable.close()  # in-flight requests hold their own reference
+            if (name, version) not in replaced:
+                with self._lock:
+                    ending[name][version] = _VersionState("END")
+            log.info("model %s version %d unloaded", name, version)
+        log.info("config reloaded: serving %s",
+                 {name: sorted(m.available) for name, m in new.items()})
+
+    # ---------- lifetime ----------
 
     def start(self, poll_wait_s: float) -> None:
         """Loads what is there now, then polls every `poll_wait_s` (0: never again)."""
@@ -400,9 +597,10 @@ class ModelManager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
-        for model in self._models.values():
-            for version in list(model.available):
-                self._unload(model, version)
+        with self._config_lock:
+            for model in list(self._models.values()):
+                for version in list(model.available):
+                    self._unload(model, version)
 
 
 def load_model_server_config(path: str) -> list[ModelConfig]:

@@ -38,6 +38,7 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
@@ -49,7 +50,13 @@ from models.contract import LABELS
 from serving import protos, rest_json
 from serving.batching import BatchingOptions
 from serving.errors import GRPC_CODE_NAMES, ServingError
-from serving.manager import ModelConfig, ModelManager, Servable, load_model_server_config
+from serving.manager import (
+    ModelConfig,
+    ModelManager,
+    Servable,
+    load_model_server_config,
+    model_configs,
+)
 from serving.metrics import Registry
 from serving.tensors import dtype_name, to_array, to_proto
 
@@ -221,6 +228,25 @@ def _status_response(manager: ModelManager, name: str, version: int | None,
     return response
 
 
+def _reload_response(manager: ModelManager,
+                     config: Any) -> model_management_pb2.ReloadConfigResponse:
+    """Applies a ModelServerConfig, answering as TF Serving does: the outcome
+    is the response's `status` (the RPC itself succeeds); a refused config
+    changed nothing. No config at all is taken as "no action", as TF Serving
+    does; `metric_names` is not answered (this server keeps no such metrics)."""
+    response = model_management_pb2.ReloadConfigResponse()
+    if config.WhichOneof("config") is None:
+        log.info("config reload: empty ModelServerConfig, taking no action")
+        return response
+    try:
+        manager.reload(model_configs(config))
+    except ServingError as error:
+        log.error("config reload refused, previous models keep serving: %s", error.message)
+        response.status.error_code = GRPC_CODE_NAMES.index(error.code)
+        response.status.error_message = error.message
+    return response
+
+
 def _metadata_response(servable: Servable) -> get_model_metadata_pb2.GetModelMetadataResponse:
     response = get_model_metadata_pb2.GetModelMetadataResponse()
     response.model_spec.CopyFrom(_answer_spec(servable, ""))
@@ -325,9 +351,13 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
         return self._call("status", spec.name, context,
                           lambda: _status_response(self._manager, spec.name, version, label))
 
-    def HandleReloadConfigRequest(self, request: Any,
+    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
                                   context: grpc.ServicerContext) -> Any:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "config reload is not supported")
+        try:
+            return _reload_response(self._manager, request.config)
+        except Exception as error:  # a bug must answer INTERNAL, not kill the worker
+            log.exception("config reload failed")
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
 
 
 # ---------------------------------------------------------------- REST
