@@ -135,6 +135,12 @@ class TrainConfig(CheckedConfig):
     num_heads: int = field(4, "transformer: attention heads (must divide embedding_dim)",
                            low=1, high=64)
     ff_dim: int = field(256, "transformer: feed-forward width", low=1, high=65_536)
+    layer_lr_decay: float = field(1.0, "transformer: each layer group below the head trains at "
+                                       "this factor of the rate of the group above it "
+                                       "(1 = one rate for all)", low=0, high=1, low_open=True)
+    gradual_unfreezing: bool = field(False, "transformer: epoch 1 trains the head only, each "
+                                            "later epoch one more encoder block from the top, "
+                                            "then the embedding")
     early_stopping_patience: int = field(2, "epochs without `valid` loss improvement before "
                                             "stopping", low=0, high=1000)
     num_cpu_devices: int = field(2, "logical CPU devices for MirroredStrategy when no GPU",
@@ -143,6 +149,12 @@ class TrainConfig(CheckedConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.model != "transformer" and (self.layer_lr_decay != 1.0
+                                             or self.gradual_unfreezing):
+            flag = ("--gradual_unfreezing" if self.gradual_unfreezing
+                    else f"--layer_lr_decay={self.layer_lr_decay}")
+            raise ValueError(f"{flag}: applies to the transformer's layers; --model="
+                             f"{self.model} has none")
         if self.model == "transformer" and self.embedding_dim % self.num_heads:
             raise ValueError(f"--num_heads={self.num_heads}: must divide --embedding_dim="
                              f"{self.embedding_dim} (each head gets an equal share)")

@@ -8,6 +8,7 @@ set, which nothing may be tuned on; the pipeline never hands it to the Trainer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -23,8 +24,8 @@ from models import contract, features, text
 from models.cnn import build_cnn
 from models.config import TrainConfig, TransformConfig
 from models.distribution import cluster_role, make_strategy
-from models.training_loop import fit
-from models.transformer import build_transformer, load_encoder
+from models.training_loop import ParameterGroup, TrainedGroups, fit
+from models.transformer import build_transformer, layer_groups, load_encoder
 
 __all__ = ["run_fn", "make_optimizer", "export_serving_model"]
 
@@ -130,6 +131,22 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput,
     })
 
 
+def fine_tuning_plan(model: keras.Model, config: TrainConfig, total_steps: int,
+                     ) -> tuple[list[ParameterGroup] | None, TrainedGroups | None]:
+    """Parameter groups and the unfreezing schedule for the transformer's
+    fine-tuning switches; (None, None) = one optimizer, all layers, every
+    epoch. Call under the strategy's scope (it makes optimizers)."""
+    if config.model != "transformer" or (config.layer_lr_decay == 1.0
+                                         and not config.gradual_unfreezing):
+        return None, None
+    groups = [ParameterGroup(tuple(variables), make_optimizer(dataclasses.replace(
+        config, learning_rate=config.learning_rate * config.layer_lr_decay ** depth), total_steps))
+        for depth, variables in enumerate(layer_groups(model))]
+    if not config.gradual_unfreezing:
+        return groups, None
+    return groups, lambda epoch: min(len(groups), epoch + 1)
+
+
 def _callbacks(run_dir: str, patience: int) -> list[keras.callbacks.Callback]:
     """Early stopping on `valid` loss (the best epoch's weights are kept),
     the best checkpoint and TensorBoard logs in the run folder."""
@@ -187,9 +204,13 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
                       metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
                                keras.metrics.AUC(name="auc")])
     model.summary(print_fn=logging.info)
+    with strategy.scope():
+        groups, trained_groups = fine_tuning_plan(model, train_config,
+                                                  steps_per_epoch * train_config.epochs)
     callbacks = _callbacks(run_dir, train_config.early_stopping_patience)
     history = fit(model, strategy, train_ds, valid_ds, epochs=train_config.epochs,
-                  steps_per_epoch=steps_per_epoch, callbacks=callbacks)
+                  steps_per_epoch=steps_per_epoch, callbacks=callbacks, groups=groups,
+                  trained_groups=trained_groups)
     tf.io.gfile.makedirs(run_dir)
     history_path = os.path.join(run_dir, contract.HISTORY_FILE)
     with tf.io.gfile.GFile(history_path, "w") as handle:

@@ -24,13 +24,13 @@ identical runs), so comparing candidates seed by seed means something.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-__all__ = ["CLASSIFICATION", "Task", "fit"]
+__all__ = ["CLASSIFICATION", "ParameterGroup", "Task", "TrainedGroups", "fit"]
 
 #: (model, batch, training, metrics) -> this replica's loss; updates `metrics`.
 Forward = Callable[[keras.Model, Any, bool, dict[str, keras.metrics.Metric]], tf.Tensor]
@@ -77,27 +77,51 @@ def _classification_forward(model: keras.Model, batch: Any, training: bool,
 CLASSIFICATION = Task(_classification_metrics, _classification_forward)
 
 
+@dataclasses.dataclass(frozen=True)
+class ParameterGroup:
+    """Variables updated by one optimizer, so with one learning rate
+    (layer-wise learning-rate decay gives each depth its own group)."""
+
+    variables: tuple[Any, ...]
+    optimizer: keras.optimizers.Optimizer
+
+
+#: epoch (0-based) -> how many groups, from the first, train in that epoch.
+TrainedGroups = Callable[[int], int]
+
+
 def _step_functions(model: keras.Model, strategy: tf.distribute.Strategy, task: Task,
                     metrics: dict[str, keras.metrics.Metric],
-                    ) -> tuple[Callable[..., None], Callable[..., None]]:
-    """(train step, validation step) over one distributed batch each."""
+                    groups: Sequence[ParameterGroup],
+                    ) -> tuple[Callable[[int], Callable[..., None]], Callable[..., None]]:
+    """(train step for the first n groups, validation step), each over one
+    distributed batch. A train step is traced once per n: its variables
+    are fixed when it is traced."""
     replicas = strategy.num_replicas_in_sync
 
-    def train_replica(batch: Any) -> None:
+    def train_replica(batch: Any, active: Sequence[ParameterGroup]) -> None:
+        variables = [v for group in active for v in group.variables]
         with tf.GradientTape() as tape:
             loss = task.forward(model, batch, True, metrics)
             # Each replica's gradient is summed across replicas by the
             # optimizer: dividing by their number makes it the global mean.
-            scaled = model.optimizer.scale_loss(loss / replicas)
-        gradients = tape.gradient(scaled, model.trainable_variables)
-        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+            scaled = loss / replicas
+        gradients = iter(tape.gradient(scaled, variables))
+        for group in active:
+            group.optimizer.apply_gradients(
+                [(next(gradients), v) for v in group.variables])
 
     def valid_replica(batch: Any) -> None:
         task.forward(model, batch, False, metrics)
 
-    @tf.function
-    def train_step(batch: Any) -> None:
-        strategy.run(train_replica, args=(batch,))
+    steps: dict[int, Callable[..., None]] = {}
+
+    def train_step(count: int) -> Callable[..., None]:
+        if count not in steps:
+            active = tuple(groups[:count])
+            steps[count] = tf.function(
+                lambda batch: strategy.run(train_replica, args=(batch, active)))
+        return steps[count]
 
     @tf.function
     def valid_step(batch: Any) -> None:
@@ -117,17 +141,25 @@ def _reset(metrics: dict[str, keras.metrics.Metric]) -> None:
 
 def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dataset,
         valid: tf.data.Dataset, *, epochs: int, steps_per_epoch: int,
-        callbacks: list[keras.callbacks.Callback],
-        task: Task = CLASSIFICATION) -> dict[str, list[float]]:
+        callbacks: list[keras.callbacks.Callback], task: Task = CLASSIFICATION,
+        groups: Sequence[ParameterGroup] | None = None,
+        trained_groups: TrainedGroups | None = None) -> dict[str, list[float]]:
     """Trains `model` (compiled with its optimizer, built under `strategy`'s
     scope) on `task` and returns `History.history`: the task's metrics (for
     classification loss, accuracy, auc) and their `val_` twins per epoch.
     Every worker must call it with the same arguments: each step is a
-    collective operation."""
+    collective operation.
+
+    `groups` (default: every trainable variable with the model's optimizer)
+    split the variables between optimizers; `trained_groups(epoch)` says how
+    many of them, from the first, train in an epoch (default: all), which
+    is gradual unfreezing when the groups run from the head down."""
+    groups = groups or [ParameterGroup(tuple(model.trainable_variables), model.optimizer)]
     with strategy.scope():
         metrics = {m.name: m for m in task.metrics()}
-        model.optimizer.build(model.trainable_variables)
-    train_step, valid_step = _step_functions(model, strategy, task, metrics)
+        for group in groups:
+            group.optimizer.build(list(group.variables))
+    train_step, valid_step = _step_functions(model, strategy, task, metrics, groups)
     train_batches = strategy.experimental_distribute_dataset(train)
     valid_batches = strategy.experimental_distribute_dataset(valid)
     history = keras.callbacks.History()
@@ -139,9 +171,10 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dat
     for epoch in range(epochs):
         _reset(metrics)
         hooks.on_epoch_begin(epoch)
+        step_fn = train_step(trained_groups(epoch) if trained_groups else len(groups))
         for step, batch in enumerate(train_batches):
             hooks.on_train_batch_begin(step)
-            train_step(batch)
+            step_fn(batch)
             hooks.on_train_batch_end(step)
         logs = _results(metrics)
         _reset(metrics)

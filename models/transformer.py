@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import keras
 import numpy as np
@@ -28,7 +29,7 @@ from models.cnn import MaskedMean
 from models.config import TrainConfig
 
 __all__ = ["TokenAndPositionEmbedding", "MultiHeadSelfAttention", "EncoderBlock",
-           "build_encoder", "build_transformer", "load_encoder", "ENCODER_NAME",
+           "build_encoder", "build_transformer", "layer_groups", "load_encoder", "ENCODER_NAME",
            "encoder_vocab_total"]
 
 #: Name of the encoder sub-model inside the classifier (pre-training saves it).
@@ -169,6 +170,19 @@ def build_transformer(config: TrainConfig, vocab_total: int, max_length: int,
     pooled = layers.Dropout(config.dropout)(pooled)
     probability = layers.Dense(1, activation="sigmoid", name=contract.OUTPUT_KEY)(pooled)
     return keras.Model(ids, probability, name="transformer")
+
+
+def layer_groups(model: keras.Model) -> list[list[Any]]:
+    """The classifier's trainable variables by depth, from the top: the head
+    (output layer and the encoder's final norm), then each encoder block
+    from the last to the first, then the embedding. Every trainable
+    variable is in exactly one group."""
+    encoder = model.get_layer(ENCODER_NAME)
+    blocks = [layer for layer in encoder.layers if isinstance(layer, EncoderBlock)]
+    head = [*model.get_layer(contract.OUTPUT_KEY).trainable_variables,
+            *encoder.get_layer("final_norm").trainable_variables]
+    return [head, *[list(block.trainable_variables) for block in reversed(blocks)],
+            list(encoder.get_layer("embedding").trainable_variables)]
 
 
 def load_encoder(base_model: str, config: TrainConfig, vocab_total: int,

@@ -195,3 +195,80 @@ def test_pretraining_is_refused_for_the_cnn_in_one_line(capsys):
     assert PretrainConfig().pretrain is False
     assert from_args(["--data=x", "--output_dir=/tmp/o", "--pretrain=true",
                       "--model=transformer"]).pretrain.pretrain
+
+
+# --- fine-tuning switches ---------------------------------------------------------------------
+
+def _tiny_classifier(**overrides):  # type: ignore[no-untyped-def]
+    from models.transformer import build_transformer
+
+    config = TrainConfig(**{**TRAIN, "num_layers": 2, **overrides})
+    keras.utils.set_random_seed(0)
+    return config, build_transformer(config, vocab_total=30, max_length=12)
+
+
+def test_layer_groups_hold_every_trainable_variable_once_from_the_head_down():
+    from models.transformer import layer_groups
+
+    _, model = _tiny_classifier()
+    groups = layer_groups(model)
+    assert len(groups) == 4  # head, block1, block0, embedding
+    names = [[v.path for v in g] for g in groups]
+    assert any("probability" in n for n in names[0])
+    assert all("block1" in n for n in names[1]) and all("block0" in n for n in names[2])
+    assert all("embedding" in n for n in names[3])
+    flat = [v.path for g in groups for v in g]
+    assert sorted(flat) == sorted(v.path for v in model.trainable_variables)
+
+
+def test_layer_wise_decay_gives_each_group_below_the_head_a_smaller_rate():
+    from models.trainer import fine_tuning_plan
+
+    config, model = _tiny_classifier(layer_lr_decay=0.5, lr_schedule="constant",
+                                     learning_rate=0.01)
+    groups, trained = fine_tuning_plan(model, config, total_steps=10)
+    assert trained is None
+    assert [float(g.optimizer.learning_rate) for g in groups] == pytest.approx(
+        [0.01, 0.005, 0.0025, 0.00125])
+    assert fine_tuning_plan(model, TrainConfig(**TRAIN), 10) == (None, None)
+
+
+def test_gradual_unfreezing_trains_the_head_first_then_one_more_group_per_epoch():
+    from models.distribution import make_strategy
+    from models.trainer import fine_tuning_plan
+    from models.training_loop import fit
+    from models.transformer import layer_groups
+
+    strategy = make_strategy({})
+    with strategy.scope():
+        config, model = _tiny_classifier(gradual_unfreezing=True, lr_schedule="constant")
+        model.compile(optimizer="adam")
+        groups, trained = fine_tuning_plan(model, config, total_steps=12)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 30, size=(64, 12)).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((ids, (ids[:, 0] > 15).astype("int64"))).batch(
+        16, drop_remainder=True)
+    snapshots = [[[v.numpy().copy() for v in g] for g in layer_groups(model)]]
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):  # type: ignore[no-untyped-def]
+            snapshots.append([[v.numpy().copy() for v in g] for g in layer_groups(model)])
+
+    fit(model, strategy, data, data, epochs=4, steps_per_epoch=4, callbacks=[Snapshot()],
+        groups=groups, trained_groups=trained)
+
+    def changed(epoch: int) -> list[bool]:
+        return [any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+                for before, after in zip(snapshots[epoch], snapshots[epoch + 1], strict=True)]
+
+    assert changed(0) == [True, False, False, False]
+    assert changed(1) == [True, True, False, False]
+    assert changed(2) == [True, True, True, False]
+    assert changed(3) == [True, True, True, True]
+
+
+def test_fine_tuning_switches_are_refused_for_the_cnn_in_one_line():
+    with pytest.raises(ValueError, match="--gradual_unfreezing: applies to the transformer"):
+        TrainConfig(gradual_unfreezing=True)
+    with pytest.raises(ValueError, match=r"--layer_lr_decay=0\.8: applies to the transformer"):
+        TrainConfig(layer_lr_decay=0.8)
