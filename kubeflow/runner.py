@@ -120,12 +120,16 @@ def stage_schema(destination: str) -> list[str]:
 
     from pipeline.fingerprints import SCHEMA_DIR
 
-    tf.io.gfile.makedirs(destination)
     written = []
-    for file in sorted(SCHEMA_DIR.glob("*.pbtxt")):
-        target = posixpath.join(destination, file.name)
-        tf.io.gfile.copy(str(file), target, overwrite=True)
-        written.append(target)
+    try:
+        tf.io.gfile.makedirs(destination)
+        for file in sorted(SCHEMA_DIR.glob("*.pbtxt")):
+            target = posixpath.join(destination, file.name)
+            tf.io.gfile.copy(str(file), target, overwrite=True)
+            written.append(target)
+    except tf.errors.OpError as err:  # unreachable bucket, no credentials, not a folder
+        raise OSError(f"cannot stage the schema in {destination}: "
+                      f"{err.message.splitlines()[0]}") from err
     return written
 
 

@@ -243,3 +243,35 @@ def test_submitting_to_an_unreachable_endpoint_fails_in_one_line(tmp_path, capsy
     assert line.startswith(f"kubeflow.runner: error: KFP endpoint http://127.0.0.1:{port} "
                            "unreachable")
     assert (tmp_path / "p.yaml").exists()  # the package is kept for a later upload
+
+
+def test_unwritable_schema_storage_fails_in_one_line(tmp_path, capsys):
+    """Staging the schema is the compile's one write: storage it cannot
+    write (here a 'folder' that is a file) ends in one error line, exit 1."""
+    from kubeflow.runner import main
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    flags = [f for f in FLAGS if not f.startswith(("--output_dir", "--stage_schema"))]
+    status = main(["compile", f"--output={tmp_path}/p.yaml", f"--output_dir={blocker}/imdb",
+                   *flags])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [x for x in err.splitlines() if "error" in x]
+    assert line.startswith(f"kubeflow.runner: error: cannot stage the schema in {blocker}/imdb")
+
+
+def test_a_pretrained_transformer_compiles_with_the_pretrainer_before_the_trainer(tmp_path):
+    from kubeflow.runner import main
+
+    out = tmp_path / "imdb.yaml"
+    assert main(["compile", f"--output={out}", *FLAGS, "--model=transformer",
+                 "--pretrain=true"]) == 0
+    pipeline = json_format.ParseDict(next(yaml.safe_load_all(out.read_text())),
+                                     pipeline_spec_pb2.PipelineSpec())
+    tasks = pipeline.root.dag.tasks
+    assert set(tasks) == {*TASKS, "pretrainer"}
+    assert set(tasks["pretrainer"].dependent_tasks) == {"transform"}
+    assert set(tasks["trainer"].dependent_tasks) == {"transform", "pretrainer"}
+    assert "base_model" in tasks["trainer"].inputs.artifacts
