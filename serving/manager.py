@@ -33,7 +33,7 @@ from serving.metrics import Registry
 from serving.tensors import TensorSpec, check_inputs, to_array
 
 __all__ = ["ModelConfig", "VersionPolicy", "Servable", "ModelManager", "model_configs",
-           "aspired_versions", "load_model_server_config",
+           "aspired_versions", "load_model_server_config", "parse_model_server_config",
            "DEFAULT_SIGNATURE", "PLATFORM", "WARMUP_FILE"]
 
 DEFAULT_SIGNATURE = "serving_default"  # TF Serving's default, not this project's choice
@@ -603,7 +603,13 @@ class ModelManager:
                     self._unload(model, version)
 
 
+def parse_model_server_config(text: str) -> list[ModelConfig]:
+    """The models of text-format models.config content (text_format.ParseError
+    if it is not a ModelServerConfig, ServingError if it cannot apply)."""
+    return model_configs(protos.parse_text(text, protos.ModelServerConfig))
+
+
 def load_model_server_config(path: str) -> list[ModelConfig]:
     """The models of a text-format models.config file."""
     with open(path, encoding="utf-8") as handle:
-        return model_configs(protos.parse_text(handle.read(), protos.ModelServerConfig))
+        return parse_model_server_config(handle.read())

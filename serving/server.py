@@ -3,7 +3,8 @@ ModelService on the official protos, the REST API, Prometheus metrics.
 
     python -m serving.server --model_base_path=DIR --model_name=NAME \
         --port=8500 --rest_api_port=8501 [--model_config_file=F] \
-        [--file_system_poll_wait_seconds=1] [--enable_batching \
+        [--file_system_poll_wait_seconds=1] [--model_config_file_poll_wait_seconds=0] \
+        [--enable_batching \
         --batching_parameters_file=F] [--ssl_config_file=F] [--monitoring_config_file=F]
 
 The flags are `tensorflow_model_server`'s, so scripts, infra validation and
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -49,13 +51,14 @@ from tensorflow_serving.apis import (
 from models.contract import LABELS
 from serving import protos, rest_json
 from serving.batching import BatchingOptions
+from serving.config_poll import ConfigFilePoller
 from serving.errors import GRPC_CODE_NAMES, ServingError
 from serving.manager import (
     ModelConfig,
     ModelManager,
     Servable,
-    load_model_server_config,
     model_configs,
+    parse_model_server_config,
 )
 from serving.metrics import Registry
 from serving.tensors import dtype_name, to_array, to_proto
@@ -74,6 +77,19 @@ def _bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"not a boolean: {value}")
 
 
+def _seconds(value: str) -> float:
+    """A wait in seconds, >= 0: a negative or infinite wait has no meaning,
+    so it is refused at start rather than turned into 'never'."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, "
+                                         f"got {value!r}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     """Everything a server needs, parsed once from the command line."""
@@ -90,6 +106,10 @@ class ServerOptions:
     max_request_bytes: int = 64 * 1024 * 1024
     ssl: Any = None  # protos.SSLConfig
     metrics_path: str = DEFAULT_METRICS_PATH
+    model_config_file: str = ""
+    #: The content `models` came from: the config poller applies only a change.
+    model_config_text: str = ""
+    config_poll_wait_s: float = 0.0
 
 
 def _read(path: str) -> str:
@@ -124,6 +144,11 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
     add("--model_base_path", default="")
     add("--model_config_file", default="", help="text-format ModelServerConfig")
     add("--file_system_poll_wait_seconds", type=float, default=1.0)
+    add("--model_config_file_poll_wait_seconds", type=_seconds, default=0.0, metavar="N",
+        help="with --model_config_file: re-read that file every N seconds and, when "
+             "its content changed, switch to its models all or nothing (a file that "
+             "cannot be read, parsed or applied is logged and the previous models keep "
+             "serving); 0: read it once at start")
     add("--enable_batching", type=_bool, nargs="?", const=True, default=False)
     add("--batching_parameters_file", default="")
     add("--ssl_config_file", default="", help="text-format SSLConfig (gRPC)")
@@ -134,8 +159,10 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
         help="in-flight requests per API beyond which RESOURCE_EXHAUSTED is answered")
     add("--max_request_bytes", type=int, default=64 * 1024 * 1024)
     args = parser.parse_args(argv)
+    config_text = ""
     if args.model_config_file:
-        models = load_model_server_config(args.model_config_file)
+        config_text = _read(args.model_config_file)
+        models = parse_model_server_config(config_text)
     elif args.model_base_path:
         models = [ModelConfig(args.model_name, args.model_base_path)]
     else:
@@ -151,7 +178,8 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
     return ServerOptions(tuple(models), args.host, args.port, args.rest_api_port,
                          args.file_system_poll_wait_seconds, batching, args.grpc_max_threads,
                          args.rest_api_num_threads, args.max_concurrent_requests,
-                         args.max_request_bytes, ssl, metrics_path)
+                         args.max_request_bytes, ssl, metrics_path, args.model_config_file,
+                         config_text, args.model_config_file_poll_wait_seconds)
 
 
 # ---------------------------------------------------------------- shared logic
@@ -518,12 +546,18 @@ class ModelServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._rest_thread: threading.Thread | None = None
+        self._config_poller: ConfigFilePoller | None = None
         self.grpc_port = 0
         self.rest_port = 0
 
     def start(self) -> None:
         """Loads the models, then opens the ports (so AVAILABLE means servable)."""
         self.manager.start(self.options.poll_wait_s)
+        if self.options.model_config_file and self.options.config_poll_wait_s > 0:
+            self._config_poller = ConfigFilePoller(
+                self.manager, self.options.model_config_file, self.options.model_config_text,
+                self.options.config_poll_wait_s)
+            self._config_poller.start()
         limit = self.options.max_request_bytes
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(self.options.grpc_max_threads, thread_name_prefix="grpc"),
@@ -583,7 +617,10 @@ class ModelServer:
             raise failure[0]
 
     def stop(self, grace_s: float = 30.0) -> None:
-        """Refuses new requests, waits for those in flight, then unloads."""
+        """Stops config changes, refuses new requests, waits for those in
+        flight, then unloads."""
+        if self._config_poller is not None:
+            self._config_poller.stop()
         if self._loop is not None and self._runner is not None:
             done = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
             done.result(grace_s + 5)
