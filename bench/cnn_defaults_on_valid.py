@@ -31,6 +31,11 @@ CANDIDATES: dict[str, list[str]] = {
     "max_length_400": ["--max_length=400"],
     "constant_lr": ["--lr_schedule=constant"],
     "wider": ["--embedding_dim=128", "--filters=128"],
+    # The transformer's defaults, from scratch and fine-tuned from masked-LM
+    # pre-training on unsup + train (with a warm-up, as fine-tuning wants).
+    "transformer": ["--model=transformer"],
+    "transformer_pretrained": ["--model=transformer", "--pretrain=true",
+                               "--warmup_fraction=0.05"],
 }
 
 
