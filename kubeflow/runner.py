@@ -272,26 +272,11 @@ def submit(spec: CompiledSpec, values: dict[str, str], submit_config: SubmitConf
     return str(run.run_id)
 
 
-def _add_section(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
-    from pipeline.config import flag_type
-
-    group = parser.add_argument_group(title)
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        group.add_argument(f"--{f.name}", dest=f"{title}.{f.name}",
-                           type=flag_type(f, hints[f.name]), default=f.default,
-                           help=f.metadata["help"])
-
-
-def _build(cls: type, values: dict[str, Any], title: str) -> Any:
-    return cls(**{f.name: values[f"{title}.{f.name}"] for f in dataclasses.fields(cls)})
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status 0 on success, 1 when compiling or submitting failed (one
     line), 2 for a bad flag. Pipeline flags are those of
     `python -m pipeline.local_runner --help`."""
-    from pipeline.config import from_args
+    from pipeline.config import add_section, build_section, from_args
 
     parser = argparse.ArgumentParser(
         prog="kubeflow.runner", description=__doc__.split("\n\n")[0],
@@ -299,13 +284,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", choices=("compile", "submit"))
     parser.add_argument("--output", default="", help="compiled spec (.yaml: KFP package, "
                         ".json: PipelineJob); submit: where the package is written")
-    _add_section(parser, KubeflowConfig, "kubeflow")
-    _add_section(parser, SubmitConfig, "submit")
+    add_section(parser, KubeflowConfig, "kubeflow")
+    add_section(parser, SubmitConfig, "submit")
     known, rest = parser.parse_known_args(argv)
     values = vars(known)
     try:
-        kf = _build(KubeflowConfig, values, "kubeflow")
-        submit_config = _build(SubmitConfig, values, "submit")
+        kf = build_section(KubeflowConfig, values, "kubeflow")
+        submit_config = build_section(SubmitConfig, values, "submit")
     except ValueError as err:
         parser.error(str(err))
     config = from_args(rest, prog="kubeflow.runner")

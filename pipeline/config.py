@@ -33,10 +33,13 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "PipelineConfig",
+    "PretrainConfig",
     "RunConfig",
     "TrainConfig",
     "TransformConfig",
+    "add_section",
     "build_parser",
+    "build_section",
     "flag_type",
     "from_args",
 ]
@@ -199,20 +202,32 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
+def add_section(parser: argparse.ArgumentParser, cls: type, section: str) -> None:
+    """One --flag per field of config section `cls`, in an argument group
+    named `section`: its help, its allowed range and its parse-time check.
+    Parsed values land under "<section>.<field>" (see `build_section`)."""
+    group = parser.add_argument_group(section)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        ranged = f.metadata.get("low") is not None or f.metadata.get("high") is not None
+        help_text = f.metadata["help"] + (f" ({allowed(f)})" if ranged else "")
+        group.add_argument(
+            f"--{f.name}", dest=f"{section}.{f.name}", type=flag_type(f, hints[f.name]),
+            default=f.default, help=help_text, choices=f.metadata.get("choices"))
+
+
+def build_section(cls: type, values: dict[str, Any], section: str) -> Any:
+    """The config section `cls` from parsed flags (its own checks run)."""
+    return cls(**{f.name: values[f"{section}.{f.name}"] for f in dataclasses.fields(cls)})
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """One --flag per config field, grouped by section, defaults and allowed values shown."""
     parser = _OneLineParser(
         prog=prog, formatter_class=_HelpFormatter,
         description="Run the IMDb sentiment TFX pipeline.")
     for section, cls in _sections():
-        group = parser.add_argument_group(section)
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            ranged = f.metadata.get("low") is not None or f.metadata.get("high") is not None
-            help_text = f.metadata["help"] + (f" ({allowed(f)})" if ranged else "")
-            group.add_argument(
-                f"--{f.name}", dest=f"{section}.{f.name}", type=flag_type(f, hints[f.name]),
-                default=f.default, help=help_text, choices=f.metadata.get("choices"))
+        add_section(parser, cls, section)
     return parser
 
 
@@ -223,9 +238,8 @@ def from_args(argv: Sequence[str] | None = None, prog: str | None = None) -> Pip
     values = vars(parser.parse_args(argv))
     sections = {}
     for section, cls in _sections():
-        kwargs = {f.name: values[f"{section}.{f.name}"] for f in dataclasses.fields(cls)}
         try:
-            sections[section] = cls(**kwargs)
+            sections[section] = build_section(cls, values, section)
         except ValueError as err:
             parser.error(str(err))
     try:
