@@ -18,11 +18,14 @@ import dataclasses
 import math
 from typing import Any
 
-__all__ = ["MODELS", "CheckedConfig", "PretrainConfig", "TrainConfig", "TransformConfig",
-           "allowed", "check", "field", "problems"]
+__all__ = ["DEFAULT_DROPOUT", "MODELS", "CheckedConfig", "PretrainConfig", "TrainConfig",
+           "TransformConfig", "allowed", "check", "field", "problems"]
 
 #: Model architectures `run_fn` can build.
 MODELS = ("cnn", "transformer")
+#: Dropout when none is given: the CNN's dense head wants 0.5; attention
+#: layers learn poorly with more than BERT's 0.1.
+DEFAULT_DROPOUT = {"cnn": 0.5, "transformer": 0.1}
 
 
 def field(default: Any, help: str, *, low: float | None = None, high: float | None = None,  # noqa: A002
@@ -123,7 +126,8 @@ class TrainConfig(CheckedConfig):
     optimizer: str = field("adamw", "optimizer", choices=("adam", "adamw"))
     weight_decay: float = field(1e-4, "AdamW decoupled weight decay", low=0, high=1)
     clipnorm: float = field(1.0, "gradient clipping by global norm (0 = off)", low=0, high=1e6)
-    dropout: float = field(0.5, "dropout rate", low=0, high=1, high_open=True)
+    dropout: float | None = field(None, "dropout rate (unset: 0.5 for the CNN, 0.1 for the "
+                                        "transformer)", low=0, high=1, high_open=True)
     l2: float = field(0.0, "L2 penalty on dense kernels", low=0, high=1)
     embedding_dim: int = field(64, "token embedding width (the transformer's model width)",
                                low=1, high=4096)
@@ -148,6 +152,8 @@ class TrainConfig(CheckedConfig):
     seed: int = field(42, "random seed", low=0, high=2**31 - 1)
 
     def __post_init__(self) -> None:
+        if self.dropout is None:  # frozen: fill in the model's default once, here
+            object.__setattr__(self, "dropout", DEFAULT_DROPOUT[self.model])
         super().__post_init__()
         if self.model != "transformer" and (self.layer_lr_decay != 1.0
                                              or self.gradual_unfreezing):

@@ -99,3 +99,14 @@ def test_the_runner_refuses_a_bad_flag_before_anything_runs(capsys, tmp_path):
 def test_allowed_values_read_as_words():
     epochs = next(f for f in dataclasses.fields(TrainConfig) if f.name == "epochs")
     assert allowed(epochs) == "an integer in [1, 1000]"
+
+
+def test_dropout_defaults_to_the_models_own_rate_unless_given():
+    """0.5 suits the CNN's dense head, 0.1 (BERT's) the transformer's
+    attention layers; an explicit --dropout wins for either."""
+
+    assert TrainConfig().dropout == 0.5
+    assert TrainConfig(model="transformer").dropout == 0.1
+    assert from_args(["--data=x", "--output_dir=/o", "--model=transformer",
+                      "--dropout=0.3"]).train.dropout == 0.3
+    assert from_args(["--data=x", "--output_dir=/o", "--model=transformer"]).train.dropout == 0.1
