@@ -104,7 +104,6 @@ def test_allowed_values_read_as_words():
 def test_dropout_defaults_to_the_models_own_rate_unless_given():
     """0.5 suits the CNN's dense head, 0.1 (BERT's) the transformer's
     attention layers; an explicit --dropout wins for either."""
-
     assert TrainConfig().dropout == 0.5
     assert TrainConfig(model="transformer").dropout == 0.1
     assert from_args(["--data=x", "--output_dir=/o", "--model=transformer",
