@@ -33,8 +33,8 @@ def test_fingerprints_are_stable_for_unchanged_code(checkout):
 
 def test_editing_a_help_string_does_not_retrain_the_model(checkout):
     before = code_versions(checkout, checkout / "pipeline" / "schema")
-    _edit(checkout / "models" / "config.py", '"token embedding width"',
-          '"width of each token embedding"')
+    _edit(checkout / "models" / "config.py", '"random seed"',
+          '"seed of every random draw"')
     _edit(checkout / "pipeline" / "config.py", '"TF Serving model name"',
           '"the model name TF Serving serves"')
     assert code_versions(checkout, checkout / "pipeline" / "schema") == before
