@@ -24,11 +24,13 @@ identical runs), so comparing candidates seed by seed means something.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 __all__ = ["CLASSIFICATION", "ParameterGroup", "Task", "TrainedGroups", "fit"]
 
@@ -130,6 +132,30 @@ def _step_functions(model: keras.Model, strategy: tf.distribute.Strategy, task: 
     return train_step, valid_step
 
 
+class _StepProgress(keras.callbacks.Callback):
+    """One log line at most every `every_s` seconds within an epoch (step,
+    steps, elapsed): a masked-LM epoch runs for many minutes on two cores,
+    and Keras's per-epoch line alone looks like a hang. It reads no metric:
+    under MultiWorkerMirroredStrategy reading one is a collective, which
+    workers logging at different moments would deadlock."""
+
+    def __init__(self, epochs: int, steps: int, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.epochs, self.steps, self.every_s = epochs, steps, every_s
+        self.epoch, self.started, self.last = 0, 0.0, 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.epoch, self.started = epoch, time.monotonic()
+        self.last = self.started
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            logging.info("epoch %d/%d: step %d/%d, %.0f s", self.epoch + 1, self.epochs,
+                         batch + 1, self.steps, now - self.started)
+
+
 def _results(metrics: dict[str, keras.metrics.Metric], prefix: str = "") -> dict[str, float]:
     return {prefix + name: float(m.result()) for name, m in metrics.items()}
 
@@ -143,7 +169,8 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dat
         valid: tf.data.Dataset, *, epochs: int, steps_per_epoch: int,
         callbacks: list[keras.callbacks.Callback], task: Task = CLASSIFICATION,
         groups: Sequence[ParameterGroup] | None = None,
-        trained_groups: TrainedGroups | None = None) -> dict[str, list[float]]:
+        trained_groups: TrainedGroups | None = None,
+        progress_every_s: float = 60.0) -> dict[str, list[float]]:
     """Trains `model` (compiled with its optimizer, built under `strategy`'s
     scope) on `task` and returns `History.history`: the task's metrics (for
     classification loss, accuracy, auc) and their `val_` twins per epoch.
@@ -153,7 +180,8 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dat
     `groups` (default: every trainable variable with the model's optimizer)
     split the variables between optimizers; `trained_groups(epoch)` says how
     many of them, from the first, train in an epoch (default: all), which
-    is gradual unfreezing when the groups run from the head down."""
+    is gradual unfreezing when the groups run from the head down. Within an
+    epoch a progress line is logged at most every `progress_every_s`."""
     groups = groups or [ParameterGroup(tuple(model.trainable_variables), model.optimizer)]
     with strategy.scope():
         metrics = {m.name: m for m in task.metrics()}
@@ -163,7 +191,9 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dat
     train_batches = strategy.experimental_distribute_dataset(train)
     valid_batches = strategy.experimental_distribute_dataset(valid)
     history = keras.callbacks.History()
-    hooks = keras.callbacks.CallbackList([*callbacks, history], add_progbar=True, verbose=2,
+    progress = _StepProgress(epochs, steps_per_epoch, progress_every_s)
+    hooks = keras.callbacks.CallbackList([*callbacks, progress, history], add_progbar=True,
+                                         verbose=2,
                                          epochs=epochs, steps=steps_per_epoch, model=model)
     model.stop_training = False
     hooks.on_train_begin()
