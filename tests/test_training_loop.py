@@ -93,18 +93,33 @@ def test_warm_up_rises_linearly_to_the_peak_then_the_schedule_takes_over():
     assert _rate_at(plain, 0) == pytest.approx(1e-3)
 
 
-def test_long_epochs_log_their_progress_without_reading_metrics(caplog):
+def test_long_epochs_log_their_progress_without_reading_metrics():
     """A line per interval (here every step) naming epoch and step, so a
     many-minute epoch does not look like a hang."""
     import logging
 
-    strategy = make_strategy({})
-    data, _ = _data()
-    model = _model(strategy, keras.optimizers.SGD(0.5))
-    with caplog.at_level(logging.INFO, logger="absl"):
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if ": step " in record.getMessage():
+                lines.append(record.getMessage())
+
+    # On absl's own logger: other tests install handlers that stop it
+    # propagating to the root logger pytest's caplog listens on.
+    absl_logger, keep = logging.getLogger("absl"), Keep()
+    level = absl_logger.level
+    absl_logger.addHandler(keep)
+    absl_logger.setLevel(logging.INFO)
+    try:
+        strategy = make_strategy({})
+        data, _ = _data()
+        model = _model(strategy, keras.optimizers.SGD(0.5))
         fit(model, strategy, data, data, epochs=2, steps_per_epoch=4, callbacks=[],
             progress_every_s=0)
-    lines = [r.getMessage() for r in caplog.records if ": step " in r.getMessage()]
+    finally:
+        absl_logger.removeHandler(keep)
+        absl_logger.setLevel(level)
     assert lines[0].startswith("epoch 1/2: step 1/4")
     assert lines[-1].startswith("epoch 2/2: step 4/4")
     assert len(lines) == 8
