@@ -20,20 +20,19 @@ watch the masked-LM loss; early stopping and the best checkpoint follow it.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
 
 import keras
 import tensorflow as tf
-import tensorflow_transform as tft
 from keras import layers
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import contract, features, text
-from models.config import PretrainConfig, TrainConfig, TransformConfig
+from models import contract, features
+from models.config import PretrainConfig
 from models.distribution import make_strategy
+from models.job import count_batches, global_batch, read_job, write_history
 from models.training_loop import Task, fit
 from models.transformer import build_encoder, encoder_vocab_total
 
@@ -196,23 +195,18 @@ def run_fn(fn_args: FnArgs) -> None:
     """Pre-trains the encoder on `unsup` + `train` windows and saves its
     weights (and the masked-LM history) into the model artifact."""
     strategy = make_strategy()
-    train_config = TrainConfig(**fn_args.custom_config["train"])
-    transform_config = TransformConfig(**fn_args.custom_config["transform"])
+    job = read_job(fn_args)
+    train_config, vocab_total = job.train, job.vocab_total
     config = PretrainConfig(**fn_args.custom_config["pretrain"])
-    keras.utils.set_random_seed(train_config.seed)
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    spec = tft_output.transformed_feature_spec()
-    vocab_total = text.vocab_total(tft_output.vocabulary_size_by_name(text.VOCAB_NAME),
-                                   transform_config.num_oov_buckets)
-    replicas = strategy.num_replicas_in_sync
-    batch = max(replicas, config.pretrain_batch_size // replicas * replicas)
-    common = {"spec": spec, "config": config, "mask_id": encoder_vocab_total(vocab_total) - 1,
-              "vocab_total": vocab_total, "batch_size": batch, "seed": train_config.seed}
+    batch = global_batch(config.pretrain_batch_size, strategy.num_replicas_in_sync)
+    common = {"spec": job.spec, "config": config,
+              "mask_id": encoder_vocab_total(vocab_total) - 1, "vocab_total": vocab_total,
+              "batch_size": batch, "seed": train_config.seed}
     train_ds = _windows(fn_args.train_files, held_out=False, **common)
     watch_ds = _windows(fn_args.train_files, held_out=True, **common)
-    steps_per_epoch = int(train_ds.reduce(0, lambda count, _: count + 1))
+    steps_per_epoch = count_batches(train_ds)
     with strategy.scope():
-        encoder = build_encoder(train_config, vocab_total, transform_config.max_length)
+        encoder = build_encoder(train_config, vocab_total, job.transform.max_length)
         model = MaskedLanguageModel(encoder, name="masked_lm")
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, max(1, steps_per_epoch * config.pretrain_epochs),
@@ -228,8 +222,6 @@ def run_fn(fn_args: FnArgs) -> None:
                  keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard"))]
     history = fit(model, strategy, train_ds, watch_ds, epochs=config.pretrain_epochs,
                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, task=MASKED_LM)
-    tf.io.gfile.makedirs(run_dir)
-    with tf.io.gfile.GFile(os.path.join(run_dir, contract.HISTORY_FILE), "w") as handle:
-        json.dump({k: [float(v) for v in vs] for k, vs in history.items()}, handle)
+    write_history(run_dir, history)
     tf.io.gfile.makedirs(fn_args.serving_model_dir)
     encoder.save_weights(os.path.join(fn_args.serving_model_dir, contract.ENCODER_WEIGHTS_FILE))

@@ -9,7 +9,6 @@ set, which nothing may be tuned on; the pipeline never hands it to the Trainer.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 from typing import Any
@@ -20,10 +19,11 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import contract, features, text
+from models import contract, features
 from models.cnn import build_cnn
-from models.config import TrainConfig, TransformConfig
+from models.config import TrainConfig
 from models.distribution import cluster_role, make_strategy
+from models.job import count_batches, global_batch, read_job, write_history
 from models.training_loop import ParameterGroup, TrainedGroups, fit
 from models.transformer import build_transformer, layer_groups, load_encoder
 
@@ -182,37 +182,25 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
                       serving_dir: str) -> None:
     """Reads the transformed splits, fits under `strategy`, writes the
     history into `run_dir` and the SavedModel into `serving_dir`."""
-    train_config = TrainConfig(**fn_args.custom_config["train"])
-    transform_config = TransformConfig(**fn_args.custom_config["transform"])
-    keras.utils.set_random_seed(train_config.seed)
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    spec = tft_output.transformed_feature_spec()
-    vocab_total = text.vocab_total(tft_output.vocabulary_size_by_name(text.VOCAB_NAME),
-                                   transform_config.num_oov_buckets)
-
-    replicas = strategy.num_replicas_in_sync
-    batch = max(replicas, train_config.batch_size // replicas * replicas)
-    train_ds = _dataset(fn_args.train_files, spec, batch, shuffle_seed=train_config.seed)
-    valid_ds = _dataset(fn_args.eval_files, spec, batch, shuffle_seed=None)
+    job = read_job(fn_args)
+    train_config, max_length = job.train, job.transform.max_length
+    batch = global_batch(train_config.batch_size, strategy.num_replicas_in_sync)
+    train_ds = _dataset(fn_args.train_files, job.spec, batch, shuffle_seed=train_config.seed)
+    valid_ds = _dataset(fn_args.eval_files, job.spec, batch, shuffle_seed=None)
     # One pass fills the cache and tells the schedule how long an epoch is.
-    steps_per_epoch = int(train_ds.reduce(0, lambda count, _: count + 1))
+    steps_per_epoch = count_batches(train_ds)
+    total_steps = steps_per_epoch * train_config.epochs
     with strategy.scope():
-        model = _build_model(train_config, vocab_total, transform_config.max_length,
-                             fn_args.base_model)
-        model.compile(optimizer=make_optimizer(train_config, steps_per_epoch * train_config.epochs),
+        model = _build_model(train_config, job.vocab_total, max_length, fn_args.base_model)
+        model.compile(optimizer=make_optimizer(train_config, total_steps),
                       loss="binary_crossentropy",
                       metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
                                keras.metrics.AUC(name="auc")])
+        groups, trained_groups = fine_tuning_plan(model, train_config, total_steps)
     model.summary(print_fn=logging.info)
-    with strategy.scope():
-        groups, trained_groups = fine_tuning_plan(model, train_config,
-                                                  steps_per_epoch * train_config.epochs)
     callbacks = _callbacks(run_dir, train_config.early_stopping_patience)
     history = fit(model, strategy, train_ds, valid_ds, epochs=train_config.epochs,
                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, groups=groups,
                   trained_groups=trained_groups)
-    tf.io.gfile.makedirs(run_dir)
-    history_path = os.path.join(run_dir, contract.HISTORY_FILE)
-    with tf.io.gfile.GFile(history_path, "w") as handle:
-        json.dump({k: [float(v) for v in vs] for k, vs in history.items()}, handle)
-    export_serving_model(model, tft_output, serving_dir, transform_config.max_length)
+    write_history(run_dir, history)
+    export_serving_model(model, job.tft_output, serving_dir, max_length)
