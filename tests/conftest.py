@@ -35,6 +35,17 @@ def dev_archive() -> Path:
     return Path(value)
 
 
+@pytest.fixture
+def float64():
+    """Keras layers built inside the test compute in float64 (gradient checks)."""
+    import keras
+
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx(previous)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Split the CPU into 2 logical devices before any test initialises
     TensorFlow, as the local runner does at process start, so MirroredStrategy

@@ -67,14 +67,6 @@ def test_masking_follows_bert_80_10_10_and_is_deterministic_per_seed():
                               inputs["token_ids"])
 
 
-@pytest.fixture
-def float64():
-    previous = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx(previous)
-
-
 @pytest.mark.usefixtures("float64")
 def test_masked_lm_head_gradients_match_numeric_ones():
     head = MaskedLMHead(dim=4, vocab_total=7, dtype="float64")

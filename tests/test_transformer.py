@@ -117,14 +117,6 @@ def _weights_error(layer: keras.layers.Layer, *args) -> float:  # type: ignore[n
     return _gradient_error(call, *[v.numpy() for v in layer.trainable_variables])
 
 
-@pytest.fixture
-def float64():
-    previous = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx(previous)
-
-
 def _states(rows: int = 2, length: int = 5, dim: int = 4) -> np.ndarray:
     return np.random.default_rng(3).normal(size=(rows, length, dim))
 
