@@ -19,22 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from serving.client import ClientOptions, GrpcClient, ServingError
-from tests.serving_fixtures import build_versions, running_server
+from tests.serving_fixtures import build_versions, requests_in_flight, running_server
 
 POSITIVE = "A great film, I love it!"
-
-
-def _load(client: GrpcClient, stop: threading.Event, results: list[object],
-          max_requests: int = 5000) -> None:
-    """Predicts until `stop` (bounded in count): the served version or the error."""
-    request = client.predict_request("serving_text", [POSITIVE])
-    for _ in range(max_requests):
-        if stop.is_set():
-            return
-        try:
-            results.append(client.predict_raw(request).model_spec.version.value)
-        except ServingError as error:
-            results.append(error)
 
 
 def _wait_for(condition: object, timeout_s: float) -> bool:
@@ -59,13 +46,8 @@ def test_hot_swap_under_load_fails_no_request_and_skips_corrupt_versions(
     with running_server([f"--model_base_path={base}", "--model_name=imdb",
                          "--file_system_poll_wait_seconds=0.3", "--enable_batching"],
                         tmp_path / "server.log", wait_for="imdb") as server:
-        stop = threading.Event()
-        results: list[object] = []
-        clients = [server.grpc("imdb", deadline_s=10, retries=0) for _ in range(4)]
-        threads = [threading.Thread(target=_load, args=(c, stop, results)) for c in clients]
-        for thread in threads:
-            thread.start()
-        try:
+        with requests_in_flight(server, "imdb", POSITIVE, clients=4, deadline_s=10,
+                                max_requests=5000) as results:
             corrupt = base / "3"
             corrupt.mkdir()
             (corrupt / "saved_model.pb").write_bytes(b"not a protobuf")
@@ -86,12 +68,6 @@ def test_hot_swap_under_load_fails_no_request_and_skips_corrupt_versions(
             assert _wait_for(lambda: 4 in results[-20:], 60), server.log_text()
             shutil.rmtree(base / "1")
             time.sleep(1.0)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(60)
-            for client in clients:
-                client.close()
         errors = [r for r in results if isinstance(r, Exception)]
         assert errors == [] and len(results) > 50
         served = [r for r in results if isinstance(r, int)]

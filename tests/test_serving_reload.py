@@ -11,7 +11,6 @@ depend on each other's order.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +22,14 @@ import requests
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from serving import errors, protos
-from serving.client import GrpcClient, ServingError
+from serving.client import ServingError
 from serving.server import parse_flags
-from tests.serving_fixtures import RunningServer, build_versions, running_server
+from tests.serving_fixtures import (
+    RunningServer,
+    build_versions,
+    requests_in_flight,
+    running_server,
+)
 
 POSITIVE = "A great film, I love it!"
 
@@ -227,20 +231,6 @@ def test_custom_or_empty_configs_change_nothing(
     assert _served(server) == {"imdb": 2, "other": 5, "third": "NOT_FOUND"}
 
 
-def _predict_until(client: GrpcClient, stop: threading.Event, results: list[object],
-                   max_requests: int = 3000, max_s: float = 60) -> None:
-    """Predicts until `stop`, bounded in count and time: the version or the error."""
-    request = client.predict_request("serving_text", [POSITIVE])
-    deadline = time.monotonic() + max_s
-    for _ in range(max_requests):
-        if stop.is_set() or time.monotonic() > deadline:
-            return
-        try:
-            results.append(client.predict_raw(request).model_spec.version.value)
-        except ServingError as error:
-            results.append(error)
-
-
 def test_requests_in_flight_across_reloads_all_succeed(
         server: RunningServer, root: Path) -> None:
     """Four clients predicting on imdb while the config flips imdb between
@@ -249,25 +239,13 @@ def test_requests_in_flight_across_reloads_all_succeed(
     pinned = _config(_model("imdb", root / "imdb",
                             "model_version_policy { specific { versions: 1 } }"),
                      _model("third", root / "third"))
-    stop = threading.Event()
-    results: list[object] = []
-    clients = [server.grpc("imdb", retries=0, deadline_s=30) for _ in range(4)]
-    threads = [threading.Thread(target=_predict_until, args=(c, stop, results))
-               for c in clients]
-    for thread in threads:
-        thread.start()
-    try:
+    with requests_in_flight(server, "imdb", POSITIVE, clients=4, deadline_s=30,
+                            max_requests=3000, max_s=60) as results:
         with server.grpc("imdb", deadline_s=60) as admin:
             for config in (pinned, _baseline(root)) * 2:
                 time.sleep(0.2)
                 admin.reload_config(config)
         time.sleep(0.2)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-        for client in clients:
-            client.close()
     errors = [r for r in results if isinstance(r, Exception)]
     assert errors == [] and len(results) > 20
     assert {1, 2} <= set(results) <= {1, 2}
