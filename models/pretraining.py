@@ -33,7 +33,7 @@ from models import contract, features
 from models.config import PretrainConfig
 from models.distribution import make_strategy
 from models.job import count_batches, global_batch, read_job, write_history
-from models.training_loop import Task, fit
+from models.training_loop import Task, fit, with_regularization
 from models.transformer import build_encoder, encoder_vocab_total
 
 __all__ = ["MaskedLMHead", "MaskedLanguageModel", "MASKED_LM", "mask_tokens", "masked_lm_loss",
@@ -138,9 +138,7 @@ def _mlm_forward(model: keras.Model, batch: Any, training: bool,
                  metrics: dict[str, keras.metrics.Metric]) -> tf.Tensor:
     inputs, targets, weights = batch
     logits = model(inputs, training=training)
-    loss = masked_lm_loss(targets, logits, weights)
-    if model.losses:
-        loss += tf.add_n(model.losses)
+    loss = with_regularization(model, masked_lm_loss(targets, logits, weights))
     metrics["loss"].update_state(loss, sample_weight=tf.reduce_sum(weights))
     metrics["accuracy"].update_state(targets, logits, sample_weight=weights)
     return loss

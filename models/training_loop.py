@@ -32,7 +32,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-__all__ = ["CLASSIFICATION", "ParameterGroup", "Task", "TrainedGroups", "fit"]
+__all__ = ["CLASSIFICATION", "ParameterGroup", "Task", "TrainedGroups", "fit",
+           "with_regularization"]
 
 #: (model, batch, training, metrics) -> this replica's loss; updates `metrics`.
 Forward = Callable[[keras.Model, Any, bool, dict[str, keras.metrics.Metric]], tf.Tensor]
@@ -49,7 +50,8 @@ class Task:
     forward: Forward
 
 
-def _with_regularization(model: keras.Model, loss: tf.Tensor) -> tf.Tensor:
+def with_regularization(model: keras.Model, loss: tf.Tensor) -> tf.Tensor:
+    """`loss` plus the model's regularisation losses (what `fit` adds)."""
     return loss + tf.add_n(model.losses) if model.losses else loss
 
 
@@ -67,7 +69,7 @@ def _classification_forward(model: keras.Model, batch: Any, training: bool,
     ids, labels = batch
     probabilities = model(ids, training=training)
     labels = tf.reshape(tf.cast(labels, probabilities.dtype), tf.shape(probabilities))
-    loss = _with_regularization(
+    loss = with_regularization(
         model, tf.reduce_mean(keras.losses.binary_crossentropy(labels, probabilities)))
     metrics["loss"].update_state(loss, sample_weight=tf.shape(ids)[0])
     metrics["accuracy"].update_state(labels, probabilities)
