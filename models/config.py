@@ -18,14 +18,39 @@ import dataclasses
 import math
 from typing import Any
 
-__all__ = ["DEFAULT_DROPOUT", "MODELS", "CheckedConfig", "PretrainConfig", "TrainConfig",
+__all__ = ["MODEL_DEFAULTS", "DEFAULT_MAX_LENGTH", "TOKENIZERS", "WORDPIECE_MIN_LENGTH",
+           "MINILM_POSITIONS", "MODELS", "CheckedConfig", "PretrainConfig", "TrainConfig",
            "TransformConfig", "allowed", "check", "field", "problems"]
 
-#: Model architectures `run_fn` can build.
-MODELS = ("cnn", "transformer")
-#: Dropout when none is given: the CNN's dense head wants 0.5; attention
-#: layers learn poorly with more than BERT's 0.1.
-DEFAULT_DROPOUT = {"cnn": 0.5, "transformer": 0.1}
+#: Model architectures `run_fn` can build: the CNN, the transformer trained
+#: here (optionally masked-LM pre-trained), the packaged pre-trained MiniLM.
+MODELS = ("cnn", "transformer", "minilm")
+#: TrainConfig fields left unset take their model's value. Dropout: the CNN's
+#: dense head wants 0.5, attention layers learn poorly with more than BERT's
+#: 0.1. A pre-trained encoder is fine-tuned briefly, at a small peak rate
+#: after a warm-up (large early updates would wreck what it learned), in
+#: smaller batches (it is 22M parameters), in bfloat16 where the host has it.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cnn": {"dropout": 0.5, "learning_rate": 1e-3, "batch_size": 64, "epochs": 4,
+            "warmup_fraction": 0.0, "precision": "float32"},
+    "transformer": {"dropout": 0.1, "learning_rate": 1e-3, "batch_size": 64, "epochs": 4,
+                    "warmup_fraction": 0.0, "precision": "float32"},
+    "minilm": {"dropout": 0.1, "learning_rate": 6e-5, "batch_size": 32, "epochs": 1,
+               "warmup_fraction": 0.1, "precision": "mixed_bfloat16"},
+}
+#: Positions per review when --max_length is unset: whole-word ids for the
+#: models trained here; WordPiece pieces (head + tail) for MiniLM, whose cost
+#: grows with the square of the length.
+DEFAULT_MAX_LENGTH = {"cnn": 512, "transformer": 512, "minilm": 256}
+#: How Transform turns text into ids for each model (models/text.py words and
+#: a vocabulary learnt on train, or models/wordpiece.py with the encoder's own).
+TOKENIZERS = {"cnn": "words", "transformer": "words", "minilm": "wordpiece"}
+#: A WordPiece row is [CLS], at least one piece, [SEP].
+WORDPIECE_MIN_LENGTH = 3
+#: Position embeddings of the packaged all-MiniLM-L6-v2 (its config.json's
+#: max_position_embeddings; models/minilm.py checks the file agrees), known
+#: here so that a too long --max_length is refused while flags are parsed.
+MINILM_POSITIONS = 512
 
 
 def field(default: Any, help: str, *, low: float | None = None, high: float | None = None,  # noqa: A002
@@ -49,7 +74,7 @@ def allowed(f: dataclasses.Field[Any]) -> str:
     if meta.get("choices"):
         return "one of " + ", ".join(meta["choices"])
     low, high = meta.get("low"), meta.get("high")
-    kind = "an integer" if f.type in (int, "int") else "a number"
+    kind = "an integer" if f.type in (int, "int", "int | None") else "a number"
     if low is not None and high is not None:
         left = "(" if meta["low_open"] else "["
         right = ")" if meta["high_open"] else "]"
@@ -107,7 +132,9 @@ class TransformConfig(CheckedConfig):
     num_oov_buckets: int = field(1, "hash buckets for out-of-vocabulary tokens (1: apps must "
                                     "reproduce the ids without TensorFlow's FarmHash)",
                                  low=1, high=1)
-    max_length: int = field(512, "tokens per review after padding/truncation", low=1, high=100_000)
+    max_length: int | None = field(None, "tokens per review after padding/truncation (unset: "
+                                         "512 words; MiniLM 256 WordPiece pieces)",
+                                   low=1, high=100_000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,19 +142,30 @@ class TrainConfig(CheckedConfig):
     """What `run_fn` trains and how; the transformer-only fields are ignored by the CNN."""
 
     model: str = field("cnn", "model architecture", choices=MODELS)
-    epochs: int = field(4, "epochs (early stopping on `valid` may end sooner)", low=1, high=1000)
-    batch_size: int = field(64, "global batch size (split across replicas)", low=1, high=65_536)
-    learning_rate: float = field(1e-3, "peak learning rate", low=0, high=10, low_open=True)
+    epochs: int | None = field(None, "epochs (early stopping on `valid` may end sooner; unset: "
+                                     "4, MiniLM 1)", low=1, high=1000)
+    batch_size: int | None = field(None, "global batch size (split across replicas; unset: 64, "
+                                         "MiniLM 32)", low=1, high=65_536)
+    learning_rate: float | None = field(None, "peak learning rate (unset: 1e-3, MiniLM 6e-5)",
+                                        low=0, high=10, low_open=True)
     lr_schedule: str = field("cosine", "learning-rate schedule over all epochs",
                              choices=("cosine", "constant"))
-    warmup_fraction: float = field(0.0, "share of all steps spent warming the rate up linearly "
-                                        "from 0 (fine-tuning a pre-trained encoder)",
-                                   low=0, high=1, high_open=True)
+    warmup_fraction: float | None = field(None, "share of all steps spent warming the rate up "
+                                               "linearly from 0 (unset: 0, MiniLM 0.1)",
+                                          low=0, high=1, high_open=True)
     optimizer: str = field("adamw", "optimizer", choices=("adam", "adamw"))
     weight_decay: float = field(1e-4, "AdamW decoupled weight decay", low=0, high=1)
     clipnorm: float = field(1.0, "gradient clipping by global norm (0 = off)", low=0, high=1e6)
     dropout: float | None = field(None, "dropout rate (unset: 0.5 for the CNN, 0.1 for the "
-                                        "transformer)", low=0, high=1, high_open=True)
+                                        "transformer and MiniLM)", low=0, high=1, high_open=True)
+    precision: str | None = field(None, "compute dtype (weights stay float32; the exported "
+                                        "model is float32; unset: MiniLM mixed_bfloat16, "
+                                        "else float32)",
+                                  choices=("float32", "mixed_bfloat16"))
+    encoder_init: str = field("pretrained", "MiniLM: the packaged all-MiniLM-L6-v2 weights, or "
+                                            "a random encoder of --num_layers/--embedding_dim/"
+                                            "--num_heads/--ff_dim (tests)",
+                              choices=("pretrained", "random"))
     l2: float = field(0.0, "L2 penalty on dense kernels", low=0, high=1)
     embedding_dim: int = field(64, "token embedding width (the transformer's model width)",
                                low=1, high=4096)
@@ -139,12 +177,12 @@ class TrainConfig(CheckedConfig):
     num_heads: int = field(4, "transformer: attention heads (must divide embedding_dim)",
                            low=1, high=64)
     ff_dim: int = field(256, "transformer: feed-forward width", low=1, high=65_536)
-    layer_lr_decay: float = field(1.0, "transformer: each layer group below the head trains at "
-                                       "this factor of the rate of the group above it "
-                                       "(1 = one rate for all)", low=0, high=1, low_open=True)
-    gradual_unfreezing: bool = field(False, "transformer: epoch 1 trains the head only, each "
-                                            "later epoch one more encoder block from the top, "
-                                            "then the embedding")
+    layer_lr_decay: float = field(1.0, "transformer, MiniLM: each layer group below the head "
+                                       "trains at this factor of the rate of the group above "
+                                       "it (1 = one rate for all)", low=0, high=1, low_open=True)
+    gradual_unfreezing: bool = field(False, "transformer, MiniLM: epoch 1 trains the head only, "
+                                            "each later epoch one more encoder block from the "
+                                            "top, then the embedding")
     early_stopping_patience: int = field(2, "epochs without `valid` loss improvement before "
                                             "stopping", low=0, high=1000)
     num_cpu_devices: int = field(2, "logical CPU devices for MirroredStrategy when no GPU",
@@ -152,16 +190,17 @@ class TrainConfig(CheckedConfig):
     seed: int = field(42, "random seed", low=0, high=2**31 - 1)
 
     def __post_init__(self) -> None:
-        if self.dropout is None:  # frozen: fill in the model's default once, here
-            object.__setattr__(self, "dropout", DEFAULT_DROPOUT[self.model])
+        for name, value in MODEL_DEFAULTS.get(self.model, {}).items():
+            if getattr(self, name) is None:  # frozen: fill in the model's default once, here
+                object.__setattr__(self, name, value)
         super().__post_init__()
-        if self.model != "transformer" and (self.layer_lr_decay != 1.0
+        if self.model == "cnn" and (self.layer_lr_decay != 1.0
                                              or self.gradual_unfreezing):
             flag = ("--gradual_unfreezing" if self.gradual_unfreezing
                     else f"--layer_lr_decay={self.layer_lr_decay}")
             raise ValueError(f"{flag}: applies to the transformer's layers; --model="
                              f"{self.model} has none")
-        if self.model == "transformer" and self.embedding_dim % self.num_heads:
+        if self.model != "cnn" and self.embedding_dim % self.num_heads:
             raise ValueError(f"--num_heads={self.num_heads}: must divide --embedding_dim="
                              f"{self.embedding_dim} (each head gets an equal share)")
 

@@ -14,8 +14,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import contract, text
-from models.config import TrainConfig, TransformConfig
+from models import contract, minilm, text
+from models.config import TOKENIZERS, TrainConfig, TransformConfig
 
 __all__ = ["Job", "read_job", "global_batch", "count_batches", "write_history"]
 
@@ -42,9 +42,17 @@ def read_job(fn_args: FnArgs) -> Job:
     transform = TransformConfig(**fn_args.custom_config["transform"])
     keras.utils.set_random_seed(train.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    vocab_total = text.vocab_total(tft_output.vocabulary_size_by_name(text.VOCAB_NAME),
-                                   transform.num_oov_buckets)
-    return Job(train, transform, tft_output, vocab_total)
+    return Job(train, transform, tft_output, _vocab_total(train, transform, tft_output))
+
+
+def _vocab_total(train: TrainConfig, transform: TransformConfig,
+                 tft_output: tft.TFTransformOutput) -> int:
+    """Distinct token ids: the encoder's WordPiece vocabulary, or padding +
+    the vocabulary Transform learnt + the OOV buckets."""
+    if TOKENIZERS[train.model] == "wordpiece":
+        return len(minilm.read_vocabulary(minilm.package_dir()))
+    return text.vocab_total(tft_output.vocabulary_size_by_name(text.VOCAB_NAME),
+                            transform.num_oov_buckets)
 
 
 def global_batch(size: int, replicas: int) -> int:

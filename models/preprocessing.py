@@ -4,6 +4,10 @@ Referenced by dotted path (`models.preprocessing.preprocessing_fn`). The
 vocabulary is analysed on the train split only, and only train and valid are
 transformed (the pipeline's SplitsConfig): the Evaluator reads the raw eval
 split through the exported model's `serving_default` signature.
+
+Two tokenizers (custom_config["tokenizer"], models.config.TOKENIZERS): whole
+words with a vocabulary learnt here (CNN, transformer), or the pre-trained
+encoder's WordPiece with its own vocabulary (MiniLM; nothing is analysed).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import features, text
+from models import features, minilm, text, wordpiece
 
 __all__ = ["preprocessing_fn"]
 
@@ -28,16 +32,24 @@ def _tokenize(raw_text: tf.Tensor) -> tf.RaggedTensor:
     return tf.strings.split(spaced)
 
 
-def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> dict[str, Any]:
-    """text -> padded token ids; the label passes through."""
+def _word_ids(raw_text: tf.Tensor, custom_config: dict[str, Any]) -> tf.Tensor:
     vocab_size = int(custom_config["vocab_size"])
     num_oov_buckets = int(custom_config["num_oov_buckets"])
     max_length = int(custom_config["max_length"])
-
-    tokens = _tokenize(inputs[features.TEXT])
     ids = tft.compute_and_apply_vocabulary(
-        tokens, top_k=vocab_size, num_oov_buckets=num_oov_buckets, vocab_filename=text.VOCAB_NAME)
-    padded = (ids + text.ID_OFFSET).to_tensor(default_value=text.PAD_ID, shape=[None, max_length])
+        _tokenize(raw_text), top_k=vocab_size, num_oov_buckets=num_oov_buckets,
+        vocab_filename=text.VOCAB_NAME)
+    return (ids + text.ID_OFFSET).to_tensor(default_value=text.PAD_ID, shape=[None, max_length])
+
+
+def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> dict[str, Any]:
+    """text -> padded token ids; the label passes through."""
+    raw_text = inputs[features.TEXT]
+    if custom_config.get("tokenizer", "words") == "wordpiece":
+        vocab = minilm.read_vocabulary(minilm.package_dir())
+        padded = wordpiece.tokenize_tf(raw_text, vocab, int(custom_config["max_length"]))
+    else:
+        padded = _word_ids(raw_text, custom_config)
     # Serving graphs are pruned to the inputs they get: a raw-text request
     # yields token ids alone, without the label.
     return {

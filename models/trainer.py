@@ -19,13 +19,14 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import contract, features
+from models import contract, features, minilm, wordpiece
 from models.cnn import build_cnn
-from models.config import TrainConfig
+from models.config import TOKENIZERS, TrainConfig
 from models.distribution import cluster_role, make_strategy
 from models.job import count_batches, global_batch, read_job, write_history
 from models.training_loop import ParameterGroup, TrainedGroups, fit
-from models.transformer import build_transformer, layer_groups, load_encoder
+from models.transformer import build_transformer, load_encoder
+from models.transformer import layer_groups as transformer_layer_groups
 
 __all__ = ["run_fn", "make_optimizer", "export_serving_model"]
 
@@ -61,11 +62,34 @@ def _dataset(files: list[str], spec: dict[str, Any], batch_size: int,
 def _build_model(config: TrainConfig, vocab_total: int, max_length: int,
                  base_model: str | None) -> keras.Model:
     """The configured architecture; the transformer starts from the
-    Pretrainer's encoder when the pipeline hands one over (`base_model`)."""
-    if config.model == "transformer":
-        encoder = load_encoder(base_model, config, vocab_total, max_length) if base_model else None
-        return build_transformer(config, vocab_total, max_length, encoder)
-    return build_cnn(config, vocab_total, max_length)
+    Pretrainer's encoder when the pipeline hands one over (`base_model`),
+    MiniLM from the packaged weights. Layers compute in `config.precision`
+    (a mixed policy keeps float32 weights)."""
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(config.precision)
+    try:
+        if config.model == "minilm":
+            return minilm.build_minilm(config, max_length)
+        if config.model == "transformer":
+            encoder = (load_encoder(base_model, config, vocab_total, max_length)
+                       if base_model else None)
+            return build_transformer(config, vocab_total, max_length, encoder)
+        return build_cnn(config, vocab_total, max_length)
+    finally:  # the policy is process-wide: leave it as it was
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def float32_copy(model: keras.Model, config: TrainConfig, vocab_total: int,
+                 max_length: int) -> keras.Model:
+    """`model` itself when it computes in float32, else the same
+    architecture built in float32 with its weights: what is exported, since
+    TFLite and TF Serving's CPUs have no bfloat16 kernels for most ops."""
+    if config.precision == "float32":
+        return model
+    copy = _build_model(dataclasses.replace(config, precision="float32"), vocab_total,
+                        max_length, base_model=None)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
@@ -136,12 +160,12 @@ def fine_tuning_plan(model: keras.Model, config: TrainConfig, total_steps: int,
     """Parameter groups and the unfreezing schedule for the transformer's
     fine-tuning switches; (None, None) = one optimizer, all layers, every
     epoch. Call under the strategy's scope (it makes optimizers)."""
-    if config.model != "transformer" or (config.layer_lr_decay == 1.0
-                                         and not config.gradual_unfreezing):
+    if config.model == "cnn" or (config.layer_lr_decay == 1.0 and not config.gradual_unfreezing):
         return None, None
+    by_depth = (minilm.layer_groups if config.model == "minilm" else transformer_layer_groups)
     groups = [ParameterGroup(tuple(variables), make_optimizer(dataclasses.replace(
         config, learning_rate=config.learning_rate * config.layer_lr_decay ** depth), total_steps))
-        for depth, variables in enumerate(layer_groups(model))]
+        for depth, variables in enumerate(by_depth(model))]
     if not config.gradual_unfreezing:
         return groups, None
     return groups, lambda epoch: min(len(groups), epoch + 1)
@@ -184,6 +208,8 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
     history into `run_dir` and the SavedModel into `serving_dir`."""
     job = read_job(fn_args)
     train_config, max_length = job.train, job.transform.max_length
+    if TOKENIZERS[train_config.model] == "wordpiece":
+        wordpiece.register_ops()  # before the transform graph is loaded for the export
     batch = global_batch(train_config.batch_size, strategy.num_replicas_in_sync)
     train_ds = _dataset(fn_args.train_files, job.spec, batch, shuffle_seed=train_config.seed)
     valid_ds = _dataset(fn_args.eval_files, job.spec, batch, shuffle_seed=None)
@@ -203,4 +229,5 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, groups=groups,
                   trained_groups=trained_groups)
     write_history(run_dir, history)
-    export_serving_model(model, job.tft_output, serving_dir, max_length)
+    exported = float32_copy(model, train_config, job.vocab_total, max_length)
+    export_serving_model(exported, job.tft_output, serving_dir, max_length)

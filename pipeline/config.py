@@ -17,6 +17,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from models.config import (
+    DEFAULT_MAX_LENGTH,
+    MINILM_POSITIONS,
+    TOKENIZERS,
+    WORDPIECE_MIN_LENGTH,
     CheckedConfig,
     PretrainConfig,
     TrainConfig,
@@ -139,6 +143,15 @@ class PipelineConfig:
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
+        if self.transform.max_length is None:  # frozen: the model's default, filled once here
+            object.__setattr__(self, "transform", dataclasses.replace(
+                self.transform, max_length=DEFAULT_MAX_LENGTH[self.train.model]))
+        length = self.transform.max_length or 0
+        if TOKENIZERS[self.train.model] == "wordpiece" and not (
+                WORDPIECE_MIN_LENGTH <= length <= MINILM_POSITIONS):
+            raise ValueError(f"--max_length={length}: --model="
+                             f"{self.train.model} takes {WORDPIECE_MIN_LENGTH} to "
+                             f"{MINILM_POSITIONS} WordPiece positions")
         if self.pretrain.pretrain and self.train.model != "transformer":
             raise ValueError(f"--pretrain: pre-trains the transformer's encoder; --model="
                              f"{self.train.model} has none (use --model=transformer)")

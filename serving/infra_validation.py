@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import portpicker
 
+from models import wordpiece
 from serving.client import ClientOptions, GrpcClient, ServingError, float_values
 from serving.manager import DEFAULT_SIGNATURE
 from serving.tensors import to_array
@@ -37,6 +38,7 @@ _VERSION = 1
 def _expected(saved_model_dir: str, requests: list[Any]) -> list[dict[str, np.ndarray]]:
     import tensorflow as tf
 
+    wordpiece.register_ops()  # the candidate may tokenise with TF Text inside
     loaded = tf.saved_model.load(saved_model_dir)
     answers = []
     for request in requests:

@@ -17,7 +17,7 @@ from models import contract
 from models.config import PretrainConfig, TrainConfig
 from models.pretraining import MaskedLMHead, mask_tokens, masked_lm_loss
 from models.trainer import _build_model
-from tests.test_transformer import GRADIENT_TOLERANCE, _gradient_error, _weights_error
+from tests.gradient_checks import GRADIENT_TOLERANCE, gradient_error, weights_error
 from tests.transformed_fixtures import write_transformed
 
 MASK_ID, VOCAB = 40, 40
@@ -74,9 +74,9 @@ def test_masked_lm_head_gradients_match_numeric_ones():
     hidden, embeddings = rng.normal(size=(2, 5, 4)), rng.normal(size=(7, 4))
     positions = np.array([[0, 3], [4, 1]], dtype="int32")
     head(tf.constant(hidden), positions, tf.constant(embeddings))
-    assert _gradient_error(lambda h, e: head(h, positions, e), hidden,
+    assert gradient_error(lambda h, e: head(h, positions, e), hidden,
                            embeddings) < GRADIENT_TOLERANCE
-    assert _weights_error(head, tf.constant(hidden), positions,
+    assert weights_error(head, tf.constant(hidden), positions,
                           tf.constant(embeddings)) < GRADIENT_TOLERANCE
 
 
@@ -85,7 +85,7 @@ def test_masked_lm_loss_gradients_match_numeric_ones_and_ignore_filler_slots():
     logits = rng.normal(size=(2, 3, 7))
     targets = np.array([[1, 6, 0], [2, 2, 5]])
     weights = np.array([[1, 1, 0], [1, 0, 0]], dtype="float64")
-    assert _gradient_error(lambda t: masked_lm_loss(targets, t, weights), logits) \
+    assert gradient_error(lambda t: masked_lm_loss(targets, t, weights), logits) \
         < GRADIENT_TOLERANCE
     gradient = tf.constant(logits)
     with tf.GradientTape() as tape:

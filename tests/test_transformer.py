@@ -17,6 +17,7 @@ from models.transformer import (
     build_encoder,
     build_transformer,
 )
+from tests.gradient_checks import GRADIENT_TOLERANCE, gradient_error, weights_error
 
 TINY = TrainConfig(model="transformer", embedding_dim=8, num_heads=2, ff_dim=16, num_layers=2,
                    dropout=0.0)
@@ -93,30 +94,6 @@ def test_every_tflite_variant_of_the_transformer_agrees_within_its_tolerance(tmp
 
 # --- the chain rule, in float64 ---------------------------------------------------------------
 
-#: Largest |analytic - numeric| Jacobian entry allowed. Central differences in
-#: float64 are accurate to ~1e-9 on these small, smooth functions; a wrong
-#: backward pass (a missing term, a transposed matrix) is off by O(1e-1).
-GRADIENT_TOLERANCE = 1e-6
-
-
-def _gradient_error(function, *inputs: np.ndarray) -> float:  # type: ignore[no-untyped-def]
-    theoretical, numerical = tf.test.compute_gradient(
-        function, [tf.constant(x, tf.float64) for x in inputs], delta=1e-6)
-    return max(float(np.max(np.abs(t - n))) for t, n in zip(theoretical, numerical, strict=True))
-
-
-def _weights_error(layer: keras.layers.Layer, *args) -> float:  # type: ignore[no-untyped-def]
-    """Gradient error with respect to every trainable weight of a built
-    layer, through `stateless_call` (the weights as plain inputs)."""
-    non_trainable = [v.value for v in layer.non_trainable_variables]
-
-    def call(*weights):  # type: ignore[no-untyped-def]
-        out, _ = layer.stateless_call(list(weights), non_trainable, *args)
-        return out
-
-    return _gradient_error(call, *[v.numpy() for v in layer.trainable_variables])
-
-
 def _states(rows: int = 2, length: int = 5, dim: int = 4) -> np.ndarray:
     return np.random.default_rng(3).normal(size=(rows, length, dim))
 
@@ -131,8 +108,8 @@ def test_attention_gradients_match_numeric_ones():
     layer = MultiHeadSelfAttention(dim=4, heads=2, dtype="float64")
     x, mask = _states(), _mask()
     layer(tf.constant(x), mask)
-    assert _gradient_error(lambda t: layer(t, mask), x) < GRADIENT_TOLERANCE
-    assert _weights_error(layer, tf.constant(x), mask) < GRADIENT_TOLERANCE
+    assert gradient_error(lambda t: layer(t, mask), x) < GRADIENT_TOLERANCE
+    assert weights_error(layer, tf.constant(x), mask) < GRADIENT_TOLERANCE
 
 
 @pytest.mark.usefixtures("float64")
@@ -140,5 +117,5 @@ def test_encoder_block_gradients_match_numeric_ones():
     layer = EncoderBlock(dim=4, heads=2, ff_dim=6, dtype="float64")
     x, mask = _states(), _mask()
     layer(tf.constant(x), mask)
-    assert _gradient_error(lambda t: layer(t, mask), x) < GRADIENT_TOLERANCE
-    assert _weights_error(layer, tf.constant(x), mask) < GRADIENT_TOLERANCE
+    assert gradient_error(lambda t: layer(t, mask), x) < GRADIENT_TOLERANCE
+    assert weights_error(layer, tf.constant(x), mask) < GRADIENT_TOLERANCE
