@@ -225,3 +225,8 @@ def test_importing_the_bench_loads_no_tensorflow_reader():
     source = Path(nb.__file__).read_text()
     module_level = [line for line in source.splitlines() if line.startswith(("import", "from"))]
     assert not any("imdb_example_gen" in line for line in module_level)
+
+
+def test_plot_ticks_are_round_numbers_within_the_axis():
+    assert nb._log_ticks(25, 45) == [30, 40]
+    assert nb._log_ticks(15, 1200) == [20, 50, 100, 200, 500, 1000]
