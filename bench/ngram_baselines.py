@@ -387,7 +387,7 @@ def write_json(path: Path, results: Sequence[Result], meta: dict[str, Any]) -> N
 def _log_ticks(low: float, high: float) -> list[float]:
     """Round tick values (1, 2, 5 x 10^k, finer when the span is short)
     between low and high: matplotlib's own log ticks read "3x10^1"."""
-    for mantissas in ((1, 1.5, 2, 3, 4, 5, 7), (1, 2, 5), (1,)):
+    for mantissas in ((1, 1.5, 2, 2.5, 3, 4, 5, 7), (1, 2, 5), (1,)):
         ticks = [m * 10.0**e for e in range(math.floor(math.log10(low)),
                                              math.ceil(math.log10(high)) + 1)
                  for m in mantissas if low <= m * 10.0**e <= high]
@@ -543,7 +543,7 @@ def _standard_error(accuracy: float, count: int) -> float:
 def run(data: str, output_dir: Path, extras: Sequence[Point]) -> list[Result]:
     """Tunes every baseline on valid, then refits each on train and scores it
     on eval once; prints the table and writes the JSON and the plot."""
-    started = time.monotonic()
+    run_started = time.monotonic()
     log = _progress()
     output_dir.mkdir(parents=True, exist_ok=True)  # an unwritable folder fails before the work
     log(f"reading {data} (importing the reader loads TensorFlow)")
@@ -601,7 +601,7 @@ def run(data: str, output_dir: Path, extras: Sequence[Point]) -> list[Result]:
           f"test = eval, {meta['eval']}: {len(test.labels):,} reviews "
           f"(1 s.e. ≈ ±{test_se:.4f}); trained on train ({len(train.labels):,} reviews)")
     write_json(output_dir / JSON_FILE, results,
-               {**meta, "wall_seconds": round(time.monotonic() - started, 1)})
+               {**meta, "wall_seconds": round(time.monotonic() - run_started, 1)})
     plot(output_dir / PNG_FILE, results, extras,
          subtitle=f"eval = {meta['eval']}, {len(test.labels):,} reviews")
     log(f"wrote {output_dir / JSON_FILE} and {output_dir / PNG_FILE}")

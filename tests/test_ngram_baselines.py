@@ -217,6 +217,8 @@ def test_the_bench_tunes_on_valid_and_reports_eval_on_a_generated_corpus(tmp_pat
     printed = capsys.readouterr().out
     assert "valid acc" in printed and "Δtest vs NBSVM" in printed
     assert "warning" not in printed
+    assert 0 < report["wall_seconds"] < 600
+    assert report["wall_seconds"] >= sum(m["train_seconds"] for m in report["models"])
 
 
 def test_importing_the_bench_loads_no_tensorflow_reader():
@@ -228,5 +230,5 @@ def test_importing_the_bench_loads_no_tensorflow_reader():
 
 
 def test_plot_ticks_are_round_numbers_within_the_axis():
-    assert nb._log_ticks(25, 45) == [30, 40]
+    assert nb._log_ticks(22, 45) == [25, 30, 40]
     assert nb._log_ticks(15, 1200) == [20, 50, 100, 200, 500, 1000]
