@@ -29,14 +29,16 @@ MODELS = ("cnn", "transformer", "minilm")
 #: dense head wants 0.5, attention layers learn poorly with more than BERT's
 #: 0.1. A pre-trained encoder is fine-tuned briefly, at a small peak rate
 #: after a warm-up (large early updates would wreck what it learned), in
-#: smaller batches (it is 22M parameters), in bfloat16 where the host has it.
+#: smaller batches (it is 22M parameters), with XLA (measured 3x faster
+#: forward on 2 CPU cores). bfloat16 (--precision) pays on GPUs and on CPUs
+#: with AVX512-BF16/AMX only: on this project's AVX2 hosts it was no faster.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "cnn": {"dropout": 0.5, "learning_rate": 1e-3, "batch_size": 64, "epochs": 4,
-            "warmup_fraction": 0.0, "precision": "float32"},
+            "warmup_fraction": 0.0, "precision": "float32", "jit_compile": False},
     "transformer": {"dropout": 0.1, "learning_rate": 1e-3, "batch_size": 64, "epochs": 4,
-                    "warmup_fraction": 0.0, "precision": "float32"},
+                    "warmup_fraction": 0.0, "precision": "float32", "jit_compile": False},
     "minilm": {"dropout": 0.1, "learning_rate": 6e-5, "batch_size": 32, "epochs": 1,
-               "warmup_fraction": 0.1, "precision": "mixed_bfloat16"},
+               "warmup_fraction": 0.1, "precision": "float32", "jit_compile": True},
 }
 #: Positions per review when --max_length is unset: whole-word ids for the
 #: models trained here; WordPiece pieces (head + tail) for MiniLM, whose cost
@@ -159,9 +161,11 @@ class TrainConfig(CheckedConfig):
     dropout: float | None = field(None, "dropout rate (unset: 0.5 for the CNN, 0.1 for the "
                                         "transformer and MiniLM)", low=0, high=1, high_open=True)
     precision: str | None = field(None, "compute dtype (weights stay float32; the exported "
-                                        "model is float32; unset: MiniLM mixed_bfloat16, "
-                                        "else float32)",
+                                        "model is float32; unset: float32, which is faster "
+                                        "than bfloat16 on CPUs without AVX512-BF16/AMX)",
                                   choices=("float32", "mixed_bfloat16"))
+    jit_compile: bool | None = field(None, "compile each replica's forward and backward pass "
+                                           "with XLA (unset: on for MiniLM)")
     encoder_init: str = field("pretrained", "MiniLM: the packaged all-MiniLM-L6-v2 weights, or "
                                             "a random encoder of --num_layers/--embedding_dim/"
                                             "--num_heads/--ff_dim (tests)",

@@ -227,7 +227,7 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
     callbacks = _callbacks(run_dir, train_config.early_stopping_patience)
     history = fit(model, strategy, train_ds, valid_ds, epochs=train_config.epochs,
                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, groups=groups,
-                  trained_groups=trained_groups)
+                  trained_groups=trained_groups, jit_compile=bool(train_config.jit_compile))
     write_history(run_dir, history)
     exported = float32_copy(model, train_config, job.vocab_total, max_length)
     export_serving_model(exported, job.tft_output, serving_dir, max_length)

@@ -96,35 +96,56 @@ TrainedGroups = Callable[[int], int]
 
 def _step_functions(model: keras.Model, strategy: tf.distribute.Strategy, task: Task,
                     metrics: dict[str, keras.metrics.Metric],
-                    groups: Sequence[ParameterGroup],
+                    groups: Sequence[ParameterGroup], jit_compile: bool = False,
                     ) -> tuple[Callable[[int], Callable[..., None]], Callable[..., None]]:
     """(train step for the first n groups, validation step), each over one
     distributed batch. A train step is traced once per n: its variables
-    are fixed when it is traced."""
+    are fixed when it is traced.
+
+    `jit_compile` compiles each replica's forward and backward pass with XLA
+    (fused attention softmax, masks and GELU: measured 3x faster forward for
+    MiniLM on 2 CPU cores); the gradient all-reduce and the optimizer update
+    stay outside, where the strategy's collectives run."""
     replicas = strategy.num_replicas_in_sync
 
-    def train_replica(batch: Any, active: Sequence[ParameterGroup]) -> None:
-        variables = [v for group in active for v in group.variables]
+    def gradients(batch: Any, variables: Sequence[Any]) -> Any:
         with tf.GradientTape() as tape:
             loss = task.forward(model, batch, True, metrics)
             # Each replica's gradient is summed across replicas by the
             # optimizer: dividing by their number makes it the global mean.
             scaled = loss / replicas
-        gradients = iter(tape.gradient(scaled, variables))
-        for group in active:
-            group.optimizer.apply_gradients(
-                [(next(gradients), v) for v in group.variables])
+        return tape.gradient(scaled, variables)
+
+    def forward(batch: Any) -> None:
+        task.forward(model, batch, False, metrics)
+
+    evaluate = tf.function(forward, jit_compile=True) if jit_compile else forward
 
     def valid_replica(batch: Any) -> None:
-        task.forward(model, batch, False, metrics)
+        evaluate(batch)
+
+    def replica_step(active: Sequence[ParameterGroup]) -> Callable[[Any], None]:
+        variables = [v for group in active for v in group.variables]
+
+        def of_batch(batch: Any) -> Any:
+            return gradients(batch, variables)
+
+        compute = tf.function(of_batch, jit_compile=True) if jit_compile else of_batch
+
+        def train_replica(batch: Any) -> None:
+            grads = iter(compute(batch))
+            for group in active:
+                group.optimizer.apply_gradients([(next(grads), v) for v in group.variables])
+
+        return train_replica
 
     steps: dict[int, Callable[..., None]] = {}
 
     def train_step(count: int) -> Callable[..., None]:
         if count not in steps:
-            active = tuple(groups[:count])
+            train_replica = replica_step(tuple(groups[:count]))
             steps[count] = tf.function(
-                lambda batch: strategy.run(train_replica, args=(batch, active)))
+                lambda batch: strategy.run(train_replica, args=(batch,)))
         return steps[count]
 
     @tf.function
@@ -172,7 +193,7 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dat
         callbacks: list[keras.callbacks.Callback], task: Task = CLASSIFICATION,
         groups: Sequence[ParameterGroup] | None = None,
         trained_groups: TrainedGroups | None = None,
-        progress_every_s: float = 60.0) -> dict[str, list[float]]:
+        progress_every_s: float = 60.0, jit_compile: bool = False) -> dict[str, list[float]]:
     """Trains `model` (compiled with its optimizer, built under `strategy`'s
     scope) on `task` and returns `History.history`: the task's metrics (for
     classification loss, accuracy, auc) and their `val_` twins per epoch.
@@ -183,13 +204,15 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dat
     split the variables between optimizers; `trained_groups(epoch)` says how
     many of them, from the first, train in an epoch (default: all), which
     is gradual unfreezing when the groups run from the head down. Within an
-    epoch a progress line is logged at most every `progress_every_s`."""
+    epoch a progress line is logged at most every `progress_every_s`.
+    `jit_compile`: XLA for each replica's forward and backward pass."""
     groups = groups or [ParameterGroup(tuple(model.trainable_variables), model.optimizer)]
     with strategy.scope():
         metrics = {m.name: m for m in task.metrics()}
         for group in groups:
             group.optimizer.build(list(group.variables))
-    train_step, valid_step = _step_functions(model, strategy, task, metrics, groups)
+    train_step, valid_step = _step_functions(model, strategy, task, metrics, groups,
+                                             jit_compile)
     train_batches = strategy.experimental_distribute_dataset(train)
     valid_batches = strategy.experimental_distribute_dataset(valid)
     history = keras.callbacks.History()

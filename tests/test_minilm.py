@@ -224,5 +224,22 @@ def test_training_in_bfloat16_lowers_the_loss_and_exports_a_float32_twin():
 def test_minilm_defaults_are_the_fine_tuning_ones():
     config = TrainConfig(model="minilm")
     assert (config.learning_rate, config.batch_size, config.epochs, config.warmup_fraction,
-            config.dropout, config.precision) == (6e-5, 32, 1, 0.1, 0.1, "mixed_bfloat16")
+            config.dropout, config.jit_compile) == (6e-5, 32, 1, 0.1, 0.1, True)
     assert TrainConfig().learning_rate == 1e-3 and TrainConfig().precision == "float32"
+
+
+def _trained_losses(jit_compile: bool) -> list[float]:
+    keras.utils.set_random_seed(0)
+    config = dataclasses.replace(TINY, learning_rate=3e-3)
+    model = _build_model(config, len(VOCAB), 12, base_model=None)
+    model.compile(optimizer=make_optimizer(config, 3 * 4), loss="binary_crossentropy",
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
+    history = fit(model, tf.distribute.get_strategy(), _batches(64, 12, seed=1),
+                  _batches(32, 12, seed=2), epochs=3, steps_per_epoch=4, callbacks=[],
+                  jit_compile=jit_compile)
+    return history["loss"] + history["val_loss"]
+
+
+def test_xla_compiled_steps_train_the_same_model_as_plain_ones():
+    """--jit_compile changes how the steps run, not what they compute."""
+    np.testing.assert_allclose(_trained_losses(True), _trained_losses(False), atol=1e-4)

@@ -282,3 +282,26 @@ def test_a_transformer_fine_tuned_from_masked_lm_pretraining_runs_the_whole_pipe
     p = served.signatures[contract.SIGNATURE_TEXT](
         **{contract.INPUT_TEXT: tf.constant(REVIEWS)})[contract.OUTPUT_KEY].numpy()
     assert p[0] > 0.5 > p[1]
+
+
+def test_a_wordpiece_encoder_runs_the_whole_pipeline_with_its_tokenizer_inside(tmp_path):
+    """--model=minilm with a tiny randomly initialised BERT encoder (the
+    packaged weights are a benchmark's, not CI's): Transform tokenises with
+    the encoder's WordPiece vocabulary, and the model goes through the
+    Evaluator, the TFLite and infra checks (TF Text ops registered in each)
+    to a release whose raw-text signature tokenises inside."""
+    corpus = write_demo_corpus(tmp_path / "data", SPEC)
+    out = tmp_path / "out"
+    verdict = _run(corpus, out, "--model=minilm", "--encoder_init=random", "--num_layers=2",
+                   "--embedding_dim=32", "--num_heads=2", "--ff_dim=64", "--max_length=64",
+                   "--epochs=10", "--learning_rate=0.001", "--dropout=0.1",
+                   "--early_stopping_patience=4", "--min_accuracy=0.7")
+    assert verdict["status"] == "released", verdict
+    assert verdict["metrics"]["overall"]["binary_accuracy"] >= 0.7
+    version = str(verdict["version"])
+    served = tf.saved_model.load(str(out / "serving" / MODEL / version))
+    p = served.signatures[contract.SIGNATURE_TEXT](
+        **{contract.INPUT_TEXT: tf.constant(REVIEWS)})[contract.OUTPUT_KEY].numpy()
+    assert p.shape == (2,) and ((p > 0) & (p < 1)).all()
+    spec = json.loads((out / "tflite" / version / "tokenizer.json").read_text())
+    assert spec["kind"] == "wordpiece" and spec["max_length"] == 64
