@@ -6,10 +6,10 @@ file identifier "M001") describes it:
 - the input tensor: a RegexTokenizer process unit with the delimiter regex and
   the `token id` vocabulary (associated file of type VOCABULARY), for the word
   tokenizer. A WordPiece model gets no process unit, only its vocabulary as
-  the input tensor's associated file: MediaPipe reads every model with one
-  int32 input as a RegexTokenizer model and wants three inputs (ids, mask,
-  segment ids) for a BertTokenizer, so no process unit would make it load
-  this one-input model; the file keeps the model self-describing and lets
+  the input tensor's associated file: MediaPipe's BERT classifier wants three
+  inputs (ids, mask, segment ids) and takes a one-input int32 model for a
+  regex (1.2.3: SentencePiece) tokenizer model, so no process unit would make
+  it run this model; the file keeps the model self-describing and lets
   serving/mobile.py check that a vocab.txt belongs to it;
 - the output tensor: the label file (TENSOR_AXIS_LABELS), one line per score;
 - the associated files themselves, as an uncompressed zip appended to the
