@@ -35,8 +35,7 @@ _TRANSFORM = ("models/preprocessing.py", "models/text.py", "models/wordpiece.py"
 _TRAINER = ("models",)
 _TRAINER_EXCLUDED = ("models/config.py",)
 _TFLITE = ("components/tflite_converter", "models/text.py", "models/wordpiece.py",
-           "models/contract.py",
-           "models/features.py")
+           "models/minilm.py", "models/contract.py", "models/features.py")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -228,7 +228,8 @@ def create_pipeline(
         model=model, transform_graph=transform.outputs["transform_graph"], examples=examples,
         tolerances=json.dumps(tflite_tolerances(config.checks), sort_keys=True),
         num_oov_buckets=config.transform.num_oov_buckets,
-        check_examples=config.checks.tflite_check_examples, code_version=code_versions.tflite)
+        check_examples=config.checks.tflite_check_examples, code_version=code_versions.tflite,
+        tokenizer=TOKENIZERS[config.train.model])
     infra = InfraValidation(model=model, examples=examples, model_name=config.run.model_name)
     release = Release(
         model=model, blessing=evaluator.outputs["blessing"],

@@ -4,9 +4,15 @@ Everything a phone does with a release folder `OUTPUT/tflite/<version>/`, and
 nothing more: read `tokenizer.json` and `vocab.txt`, turn text into int32
 token ids with plain string operations, and run `model_<variant>.tflite` with
 the LiteRT interpreter. No TensorFlow, no Flex ops, no project code but the
-shared names of models/contract.py: each step below maps to a few lines of
-Kotlin or Swift (a regex split, a dictionary lookup, an int array), and the
-parity tests prove its ids equal the Transform graph's.
+shared names of models/contract.py and, for WordPiece models, the plain-Python
+tokenizer of models/wordpiece.py: each step maps to a few lines of Kotlin or
+Swift (a regex split, a dictionary lookup, an int array), and the parity tests
+prove its ids equal the Transform graph's.
+
+tokenizer.json says which tokenizer the model was trained with: the word
+tokenizer (no "kind"; models/text.py's rules, implemented below) or "kind":
+"wordpiece" (models/wordpiece.py's rules, `wordpiece.ids_py`). Another kind,
+or a version of either that this module does not implement, is refused.
 
     python -m serving.mobile --model_dir=OUTPUT/tflite/<v> [--variant=int8] < texts.jsonl
 
@@ -17,7 +23,8 @@ Load-time checks, each naming the file: a model that is missing, truncated
 or altered (size and sha256 against manifest.json), not a TFLite flatbuffer,
 or whose input is not int32 [1, max_length]; a vocabulary that does not
 belong to the model (sha256 in the manifest, and the vocabulary embedded in
-the model's metadata).
+the model's metadata; for WordPiece also its size and special tokens against
+tokenizer.json).
 """
 
 from __future__ import annotations
@@ -32,20 +39,26 @@ import sys
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from models import contract
+from models import contract, wordpiece
 
-__all__ = ["VARIANTS", "SUPPORTED_TOKENIZER_VERSION", "MobileLoadError", "MobileTokenizer",
+__all__ = ["VARIANTS", "SUPPORTED_TOKENIZER_VERSION", "SUPPORTED_WORDPIECE_VERSION",
+           "MobileLoadError", "MobileTokenizer", "WordPieceTokenizer", "read_tokenizer",
            "MobileClassifier", "main"]
 
 #: The variants a release folder holds (file model_<variant>.tflite).
 VARIANTS = ("float32", "dynamic_range", "float16", "int8")
-#: The tokenizer.json rules this module implements.
+#: The word tokenizer's tokenizer.json rules this module implements.
 SUPPORTED_TOKENIZER_VERSION = 2
+#: The "kind": "wordpiece" tokenizer.json version this module implements
+#: (models/wordpiece.py's rules; components/tflite_converter/wordpiece_spec.py writes it).
+SUPPORTED_WORDPIECE_VERSION = 1
 _MANIFEST, _TOKENIZER = "manifest.json", "tokenizer.json"
+#: tokenizer.json's "kind"s; the word tokenizer's file has none.
+_WORDS, _WORDPIECE = "words", "wordpiece"
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -70,6 +83,30 @@ def _json(path: Path) -> dict[str, Any]:
     return value
 
 
+def _vocab_lines(vocab_txt: Path) -> list[str]:
+    """The tokens of a vocabulary file, one per line, none empty or repeated."""
+    try:
+        lines = _read(vocab_txt).decode("utf-8").split("\n")
+    except UnicodeDecodeError as error:
+        raise MobileLoadError(f"{vocab_txt}: not UTF-8: {error}") from error
+    if lines and lines[-1] == "":
+        lines.pop()
+    seen: set[str] = set()
+    for index, token in enumerate(lines):
+        if not token or token in seen:
+            raise MobileLoadError(f"{vocab_txt}: line {index + 1} is empty or repeated")
+        seen.add(token)
+    if not lines:
+        raise MobileLoadError(f"{vocab_txt}: empty vocabulary")
+    return lines
+
+
+def _missing(spec: dict[str, Any], tokenizer_json: Path, required: Sequence[str]) -> None:
+    missing = [key for key in required if key not in spec]
+    if missing:
+        raise MobileLoadError(f"{tokenizer_json}: missing {', '.join(missing)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class MobileTokenizer:
     """Text -> int32 ids [max_length], following tokenizer.json.
@@ -79,6 +116,7 @@ class MobileTokenizer:
     -> oov id; keep the first max_length ids and pad with pad_id.
     """
 
+    kind: ClassVar[str] = _WORDS
     delimiter: re.Pattern[str]
     vocab: dict[str, int]
     max_length: int
@@ -92,32 +130,27 @@ class MobileTokenizer:
     @classmethod
     def from_files(cls, tokenizer_json: Path, vocab_txt: Path) -> MobileTokenizer:
         """Reads and checks the spec and the vocabulary (one token per line)."""
-        spec = _json(tokenizer_json)
-        required = ("tokenizer_version", "lowercase", "delimiter_regex", "vocab_id_offset",
-                    "pad_id", "num_oov_buckets", "max_length")
-        missing = [key for key in required if key not in spec]
-        if missing:
-            raise MobileLoadError(f"{tokenizer_json}: missing {', '.join(missing)}")
+        return cls.from_spec(_json(tokenizer_json), tokenizer_json, vocab_txt)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], tokenizer_json: Path,
+                  vocab_txt: Path) -> MobileTokenizer:
+        """Checks the word tokenizer's spec (read from `tokenizer_json`) and
+        reads the vocabulary."""
+        if spec.get("kind", _WORDS) != _WORDS:
+            raise MobileLoadError(f"{tokenizer_json}: a {spec['kind']!r} tokenizer, not the "
+                                  "word tokenizer")
+        _missing(spec, tokenizer_json, ("tokenizer_version", "lowercase", "delimiter_regex",
+                                        "vocab_id_offset", "pad_id", "num_oov_buckets",
+                                        "max_length"))
         if spec["tokenizer_version"] != SUPPORTED_TOKENIZER_VERSION or \
                 spec["lowercase"] != "ascii" or spec["num_oov_buckets"] != 1:
             raise MobileLoadError(
                 f"{tokenizer_json}: tokenizer_version {spec['tokenizer_version']}, lowercase "
                 f"{spec['lowercase']!r}, {spec['num_oov_buckets']} OOV buckets; this runner "
                 f"implements version {SUPPORTED_TOKENIZER_VERSION}, 'ascii', 1 bucket")
-        try:
-            lines = _read(vocab_txt).decode("utf-8").split("\n")
-        except UnicodeDecodeError as error:
-            raise MobileLoadError(f"{vocab_txt}: not UTF-8: {error}") from error
-        if lines and lines[-1] == "":
-            lines.pop()
         offset = int(spec["vocab_id_offset"])
-        vocab: dict[str, int] = {}
-        for index, token in enumerate(lines):
-            if not token or token in vocab:
-                raise MobileLoadError(f"{vocab_txt}: line {index + 1} is empty or repeated")
-            vocab[token] = index + offset
-        if not vocab:
-            raise MobileLoadError(f"{vocab_txt}: empty vocabulary")
+        vocab = {token: index + offset for index, token in enumerate(_vocab_lines(vocab_txt))}
         return cls(re.compile(spec["delimiter_regex"]), vocab, int(spec["max_length"]),
                    offset, int(spec["pad_id"]))
 
@@ -134,6 +167,80 @@ class MobileTokenizer:
         return row
 
 
+@dataclasses.dataclass(frozen=True)
+class WordPieceTokenizer:
+    """Text -> int32 ids [max_length] by models/wordpiece.py's rules, as a
+    "kind": "wordpiece" tokenizer.json describes them ("steps"): HTML tags to
+    spaces, NFKC case folding, accents dropped, words split at whitespace and
+    punctuation, greedy longest-match WordPiece, head + tail of a long
+    review, [CLS] pieces [SEP] padded with [PAD]. Vocabulary line i is id i.
+    """
+
+    kind: ClassVar[str] = _WORDPIECE
+    vocab: dict[str, int]
+    max_length: int
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], tokenizer_json: Path,
+                  vocab_txt: Path) -> WordPieceTokenizer:
+        """Checks the spec against the rules `wordpiece.ids_py` implements and
+        the vocabulary against the spec (size, special token ids)."""
+        ids = ("cls_id", "sep_id", "pad_id", "unk_id")
+        _missing(spec, tokenizer_json, ("tokenizer_version", "suffix_indicator",
+                                        "max_bytes_per_word", "unknown_token",
+                                        "vocab_id_offset", "vocab_size", *ids, "head", "tail",
+                                        "max_length"))
+        if spec["tokenizer_version"] != SUPPORTED_WORDPIECE_VERSION:
+            raise MobileLoadError(
+                f"{tokenizer_json}: wordpiece tokenizer_version {spec['tokenizer_version']!r}; "
+                f"this runner implements version {SUPPORTED_WORDPIECE_VERSION}")
+        max_length = spec["max_length"]
+        if not isinstance(max_length, int) or max_length < wordpiece.MIN_LENGTH:
+            raise MobileLoadError(f"{tokenizer_json}: max_length {max_length!r}, expected an "
+                                  f"integer >= {wordpiece.MIN_LENGTH}")
+        head, tail = wordpiece.head_tail(max_length)
+        implemented = {"suffix_indicator": wordpiece.SUFFIX,
+                       "max_bytes_per_word": wordpiece.MAX_BYTES_PER_WORD,
+                       "unknown_token": wordpiece.UNK, "vocab_id_offset": 0,
+                       "head": head, "tail": tail}
+        for key, value in implemented.items():
+            if spec[key] != value:
+                raise MobileLoadError(f"{tokenizer_json}: {key} {spec[key]!r}; this runner "
+                                      f"implements {value!r}")
+        lines = _vocab_lines(vocab_txt)
+        if len(lines) != spec["vocab_size"]:
+            raise MobileLoadError(f"{vocab_txt}: {len(lines)} tokens, {tokenizer_json} says "
+                                  f"{spec['vocab_size']}: not the model's vocabulary")
+        try:
+            special = wordpiece.special_ids(lines)
+        except ValueError as error:
+            raise MobileLoadError(f"{vocab_txt}: {error}") from error
+        for key, token in zip(ids, (wordpiece.CLS, wordpiece.SEP, wordpiece.PAD, wordpiece.UNK),
+                              strict=True):
+            if spec[key] != special[token]:
+                raise MobileLoadError(f"{vocab_txt}: {token} is id {special[token]}, "
+                                      f"{tokenizer_json} says {key} {spec[key]!r}")
+        return cls({token: index for index, token in enumerate(lines)}, max_length)
+
+    def ids(self, text: str) -> np.ndarray:
+        """The model's input row: int32 [max_length]."""
+        return np.asarray(wordpiece.ids_py(text, self.vocab, self.max_length), dtype=np.int32)
+
+
+def read_tokenizer(tokenizer_json: Path,
+                   vocab_txt: Path) -> MobileTokenizer | WordPieceTokenizer:
+    """The tokenizer a release folder's tokenizer.json describes, with its
+    vocabulary; a kind this runner does not implement is refused."""
+    spec = _json(tokenizer_json)
+    kind = spec.get("kind", _WORDS)
+    if kind == _WORDPIECE:
+        return WordPieceTokenizer.from_spec(spec, tokenizer_json, vocab_txt)
+    if kind == _WORDS:
+        return MobileTokenizer.from_spec(spec, tokenizer_json, vocab_txt)
+    raise MobileLoadError(f"{tokenizer_json}: tokenizer kind {kind!r} is not one this runner "
+                          f"implements ({_WORDS!r}, {_WORDPIECE!r})")
+
+
 def _check_against_manifest(path: Path, payload: bytes, manifest: dict[str, Any] | None,
                             expected: dict[str, Any] | None) -> None:
     if manifest is None or expected is None:
@@ -146,15 +253,23 @@ def _check_against_manifest(path: Path, payload: bytes, manifest: dict[str, Any]
         raise MobileLoadError(f"{path}: sha256 differs from manifest.json: not the released file")
 
 
-def _embedded_vocab(model: bytes, name: str) -> dict[str, int] | None:
-    """`token id` lines of the vocabulary packed into the model's metadata."""
+def _packed_file(model: bytes, name: str) -> bytes | None:
+    """A file packed into the model's metadata (None when there is none)."""
     try:
         with zipfile.ZipFile(io.BytesIO(model)) as archive:
             if name not in archive.namelist():
                 return None
-            lines = archive.read(name).decode("utf-8").splitlines()
+            return archive.read(name)
     except zipfile.BadZipFile:
         return None
+
+
+def _embedded_vocab(model: bytes, name: str) -> dict[str, int] | None:
+    """`token id` lines of the vocabulary packed into the model's metadata."""
+    packed = _packed_file(model, name)
+    if packed is None:
+        return None
+    lines = packed.decode("utf-8").splitlines()
     pairs = (line.rsplit(" ", 1) for line in lines if line)
     return {token: int(index) for token, index in pairs}
 
@@ -172,6 +287,19 @@ def _check_vocab_matches_model(model_path: Path, vocab_txt: Path, tokenizer: Mob
             + (f" and maps {wrong[0]!r} differently" if wrong else ""))
 
 
+def _check_wordpiece_vocab_matches_model(model_path: Path, vocab_txt: Path,
+                                         embedded: bytes | None) -> None:
+    if embedded is None:
+        return
+    shipped = _read(vocab_txt)
+    if embedded != shipped:
+        lines = embedded.count(b"\n"), shipped.count(b"\n")
+        raise MobileLoadError(
+            f"{vocab_txt} does not match {model_path}: {lines[1]} lines, the vocabulary "
+            f"packed into the model has {lines[0]}" + (" and differs" if lines[0] == lines[1]
+                                                      else ""))
+
+
 class MobileClassifier:
     """One variant of a release folder, loaded and checked, ready to classify."""
 
@@ -187,9 +315,13 @@ class MobileClassifier:
         vocab_name = (manifest or {}).get("vocab", "vocab.txt")
         embedded_vocab_name = (manifest or {}).get("mediapipe_vocab", "vocab_mediapipe.txt")
         self.model_path = folder / f"model_{variant}.tflite"
-        vocab_path = folder / vocab_name
-        self.tokenizer = MobileTokenizer.from_files(folder / _TOKENIZER, vocab_path)
+        vocab_path, tokenizer_path = folder / vocab_name, folder / _TOKENIZER
+        self.tokenizer = read_tokenizer(tokenizer_path, vocab_path)
         if manifest is not None:
+            said = manifest.get("tokenizer_kind", _WORDS)
+            if said != self.tokenizer.kind:
+                raise MobileLoadError(f"{tokenizer_path}: a {self.tokenizer.kind} tokenizer, "
+                                      f"{manifest_path} says {said}")
             digest = manifest.get("side_files", {}).get(vocab_name)
             if digest and hashlib.sha256(_read(vocab_path)).hexdigest() != digest:
                 raise MobileLoadError(f"{vocab_path}: sha256 differs from {manifest_path}: "
@@ -199,8 +331,13 @@ class MobileClassifier:
         _check_against_manifest(self.model_path, model, manifest, expected)
         if len(model) < 8 or model[4:8] != b"TFL3":
             raise MobileLoadError(f"{self.model_path}: not a TFLite model (no TFL3 identifier)")
-        _check_vocab_matches_model(self.model_path, vocab_path, self.tokenizer,
-                                   _embedded_vocab(model, embedded_vocab_name))
+        if isinstance(self.tokenizer, WordPieceTokenizer):
+            # Packed under its own name: a WordPiece model has no MediaPipe vocabulary.
+            _check_wordpiece_vocab_matches_model(self.model_path, vocab_path,
+                                                 _packed_file(model, vocab_name))
+        else:
+            _check_vocab_matches_model(self.model_path, vocab_path, self.tokenizer,
+                                       _embedded_vocab(model, embedded_vocab_name))
         try:
             self._interpreter = Interpreter(model_content=model, num_threads=num_threads)
             self._interpreter.allocate_tensors()

@@ -116,6 +116,16 @@ def test_pretraining_adds_a_pretrainer_on_unsup_and_train_that_feeds_the_trainer
     assert json.loads(c["Trainer"].exec_properties["train_args"])["splits"] == [contract.TRAIN]
 
 
+@pytest.mark.parametrize(("model", "tokenizer"), [
+    ("cnn", "words"), ("transformer", "words"), ("minilm", "wordpiece")])
+def test_the_tflite_check_ships_the_tokenizer_transform_applies(model, tokenizer):
+    """The phone must tokenise as Transform does: TFLiteCheck is told the
+    model's tokenizer (its vocabulary, tokenizer.json and metadata follow)."""
+    c = _by_id(_pipeline(train=TrainConfig(model=model)))
+    assert json.loads(c["Transform"].exec_properties["custom_config"])["tokenizer"] == tokenizer
+    assert c["TFLiteCheck"].exec_properties["tokenizer"] == tokenizer
+
+
 def test_code_and_schema_fingerprints_join_the_cache_keys(pipeline):
     c = _by_id(pipeline)
     assert json.loads(c["Transform"].exec_properties["custom_config"])["code"] == "t"

@@ -8,7 +8,10 @@ each variant against the SavedModel on reviews of the `valid` split (never
 its tolerance fails the run, so the release step never starts and nothing is
 published. The files (models, vocabularies, tokenizer spec, labels, manifest)
 are this component's output artifact; the release step copies them to
-`tflite/<version>/` and stamps the version into the manifest.
+`tflite/<version>/` and stamps the version into the manifest. Which
+vocabulary and tokenizer spec they hold follows the model's tokenizer: the
+Transform vocabulary for "words", the encoder's WordPiece vocabulary for
+"wordpiece" (convert.py says what each ships).
 """
 
 # No `from __future__ import annotations`: TFX's @component reads real type hints.
@@ -25,7 +28,7 @@ from tfx.types import artifact, artifact_utils
 from tfx.utils import path_utils
 
 from components.tflite_converter import convert as conv
-from models import contract, features, text
+from models import contract, features, text, wordpiece
 
 __all__ = ["CHECK_REASON", "CHECK_SPLIT", "CHECK_STATUS", "MANIFEST", "PASSED", "TOKENIZER",
            "VOCAB", "TFLiteCheck", "TFLiteModel", "read_reviews", "read_texts"]
@@ -74,6 +77,16 @@ def _token_ids(output: tft.TFTransformOutput, texts: list[bytes]) -> np.ndarray:
     return ids[features.transformed_name(features.TOKEN_IDS)].numpy().astype(np.int32)
 
 
+def _vocabulary(tokenizer: str, output: tft.TFTransformOutput) -> list[str]:
+    """The vocabulary the model's ids index, in id order."""
+    if tokenizer == conv.WORDPIECE:
+        # Imported here: models/minilm.py brings Keras, which only this branch needs.
+        from models import minilm
+
+        return minilm.read_vocabulary(minilm.package_dir())
+    return [t.decode() for t in output.vocabulary_by_name(text.VOCAB_NAME)]
+
+
 def variants_with(overrides: dict[str, dict[str, float]]) -> list[conv.Variant]:
     """convert.VARIANTS with the configured tolerances in place of their defaults."""
     return [dataclasses.replace(v, **overrides.get(v.name, {})) for v in conv.VARIANTS]
@@ -90,12 +103,16 @@ def TFLiteCheck(
     num_oov_buckets: tfx.dsl.components.Parameter[int],
     check_examples: tfx.dsl.components.Parameter[int] = 256,
     code_version: tfx.dsl.components.Parameter[str] = "",
+    tokenizer: tfx.dsl.components.Parameter[str] = conv.WORDS,
 ) -> None:
     """Converts every variant and records whether all are within their
     tolerance (the release step refuses a blessed candidate that is not).
     `tolerances`: JSON {variant: {"max_abs_diff": x, "min_agreement": y}}
-    overriding the variants' defaults."""
+    overriding the variants' defaults. `tokenizer`: models/config.py's
+    TOKENIZERS value of the model ("words" or "wordpiece")."""
     del code_version  # joins the cache key only
+    if tokenizer == conv.WORDPIECE:
+        wordpiece.register_ops()  # the transform graph (and the model) tokenise with TF Text
     texts, labels = read_reviews(examples, CHECK_SPLIT, check_examples)
     calibration_texts, _ = read_reviews(examples, CALIBRATION_SPLIT, conv.CALIBRATION_STEPS)
     transform_output = tft.TFTransformOutput(transform_graph.uri)
@@ -103,21 +120,22 @@ def TFLiteCheck(
     loaded = tf.saved_model.load(path_utils.serving_model_path(model.uri))
     reference = loaded.signatures[contract.SIGNATURE_TOKEN_IDS](
         **{contract.INPUT_TOKEN_IDS: tf.constant(ids)})[contract.OUTPUT_KEY].numpy()
-    vocab = [t.decode() for t in transform_output.vocabulary_by_name(text.VOCAB_NAME)]
+    vocab = _vocabulary(tokenizer, transform_output)
     max_length = int(ids.shape[1])
     try:
         files, entries = conv.convert_all(
             loaded, calibration_ids=_token_ids(transform_output, calibration_texts),
             check_ids=ids, reference=reference, vocab=vocab, labels=labels,
-            variants=variants_with(json.loads(tolerances)))
+            variants=variants_with(json.loads(tolerances)), tokenizer=tokenizer)
     except conv.DisagreementError as err:
         logging.warning("TFLiteCheck: FAILED: %s", err)
         tflite.set_string_custom_property(CHECK_STATUS, "failed")
         tflite.set_string_custom_property(CHECK_REASON, str(err))
         return
     tflite.set_string_custom_property(CHECK_STATUS, PASSED)
-    side = conv.side_files(vocab, max_length, num_oov_buckets)
-    manifest = conv.build_manifest(0, max_length, entries, side, check_split=CHECK_SPLIT)
+    side = conv.side_files(vocab, max_length, num_oov_buckets, tokenizer)
+    manifest = conv.build_manifest(0, max_length, entries, side, check_split=CHECK_SPLIT,
+                                   tokenizer=tokenizer)
     manifest["version"] = None  # stamped by the release step
     logging.info("TFLiteCheck: %s", {n: (e["size_bytes"], e["label_agreement"])
                                      for n, e in entries.items()})

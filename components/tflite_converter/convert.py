@@ -5,7 +5,13 @@ The TFLite model starts from the SavedModel's `token_ids` signature (int32 ids
 -> probability): builtin ops only, so any LiteRT runtime can run it. Raw-text
 input would need Flex (select TF) ops, which mobile runtimes do not ship, so
 tokenisation happens in the app with the shipped vocabulary and tokenizer spec
-(or in MediaPipe / the Task Library from the embedded metadata).
+(or, for the word tokenizer, in MediaPipe / the Task Library from the
+embedded metadata).
+
+Two tokenizers (models/config.py's TOKENIZERS): "words" ships the Transform
+vocabulary, MediaPipe's `token id` vocabulary and models/text.py's spec;
+"wordpiece" ships the encoder's WordPiece vocabulary (line i = id i) and
+wordpiece_spec.py's spec, with no MediaPipe tokenizer metadata.
 
 Why not `TFLiteConverter.from_saved_model`: on a Keras 3 SavedModel it drops
 the weights (a 7 KB model that outputs NaN). `from_concrete_functions` with the
@@ -15,9 +21,10 @@ How a caller (the TFLiteConverter component) uses this module:
 
     files, entries = convert_all(loaded, calibration_ids=<train/valid ids>,
                                  check_ids=<valid ids>, reference=<SavedModel p>,
-                                 labels=<valid labels>, vocab=<Transform vocab>)
-    side = side_files(vocab, max_length, num_oov_buckets)
-    manifest = build_manifest(version, max_length, entries, side)
+                                 labels=<valid labels>, vocab=<vocabulary>,
+                                 tokenizer=<"words" | "wordpiece">)
+    side = side_files(vocab, max_length, num_oov_buckets, tokenizer)
+    manifest = build_manifest(version, max_length, entries, side, tokenizer=tokenizer)
 
 then writes `files` and `side` into the release folder and `manifest` as
 manifest.json. `convert_all` raises `DisagreementError` when a variant is
@@ -36,11 +43,13 @@ import tensorflow as tf
 
 from components.errors import UserFacingError
 from components.tflite_converter import metadata as md
+from components.tflite_converter import wordpiece_spec
 from models import contract, text
 
 __all__ = ["Variant", "VARIANTS", "DisagreementError", "convert", "tflite_probabilities",
            "agreement", "accuracy", "model_io", "convert_all", "side_files", "build_manifest",
-           "variant_file", "MANIFEST", "TOKENIZER", "VOCAB", "MEDIAPIPE_VOCAB", "LABELS_FILE"]
+           "variant_file", "MANIFEST", "TOKENIZER", "VOCAB", "MEDIAPIPE_VOCAB", "LABELS_FILE",
+           "WORDS", "WORDPIECE"]
 
 #: Files of a release folder beside the models.
 MANIFEST, TOKENIZER, VOCAB = "manifest.json", "tokenizer.json", "vocab.txt"
@@ -48,6 +57,8 @@ MANIFEST, TOKENIZER, VOCAB = "manifest.json", "tokenizer.json", "vocab.txt"
 MEDIAPIPE_VOCAB = "vocab_mediapipe.txt"
 #: One line: the class the sigmoid output scores.
 LABELS_FILE = "labels.txt"
+#: The tokenizers a release folder can be made for (models/config.py's TOKENIZERS values).
+WORDS, WORDPIECE = "words", wordpiece_spec.KIND
 
 #: Reviews fed to the int8 calibrator: a few hundred cover the activation ranges.
 CALIBRATION_STEPS = 300
@@ -213,22 +224,48 @@ def model_io(model: bytes) -> dict[str, dict[str, Any]]:
             for key, d in (("input", inp), ("output", out))}
 
 
+def _check_tokenizer(tokenizer: str) -> None:
+    if tokenizer not in (WORDS, WORDPIECE):
+        raise ValueError(f"tokenizer {tokenizer!r}: one of {WORDS!r}, {WORDPIECE!r}")
+
+
+def _vocab_file(vocab: Sequence[str]) -> bytes:
+    return "".join(f"{token}\n" for token in vocab).encode()
+
+
+def _mediapipe_vocab(vocab: Sequence[str]) -> bytes:
+    return ("\n".join(text.mediapipe_vocab_lines(vocab)) + "\n").encode()
+
+
+def _embedded_vocabulary(vocab: Sequence[str], tokenizer: str,
+                         ) -> tuple[str, bytes, str | None]:
+    """(file name, bytes, delimiter regex or None) of the vocabulary packed
+    into each model: MediaPipe's for the word tokenizer, vocab.txt and no
+    MediaPipe tokenizer for WordPiece."""
+    if tokenizer == WORDPIECE:
+        return VOCAB, _vocab_file(vocab), None
+    return MEDIAPIPE_VOCAB, _mediapipe_vocab(vocab), text.DELIMITER
+
+
 def convert_all(loaded: Any, calibration_ids: np.ndarray, check_ids: np.ndarray,
                 reference: np.ndarray, vocab: Sequence[str],
                 labels: np.ndarray | None = None,
                 variants: Sequence[Variant] = VARIANTS,
                 signature: str = contract.SIGNATURE_TOKEN_IDS,
+                tokenizer: str = WORDS,
                 ) -> tuple[dict[str, bytes], dict[str, dict[str, Any]]]:
     """Every variant, checked against the SavedModel and with metadata embedded.
 
     calibration_ids: token ids of train/valid reviews (never eval) for int8.
     check_ids, reference, labels: valid reviews' ids, the SavedModel's
     probabilities on them and their labels (for the accuracy in the manifest).
-    vocab: the Transform vocabulary, in id order.
+    vocab: the Transform vocabulary ("words") or the encoder's WordPiece
+    vocabulary ("wordpiece"), in id order.
     Returns {file name: flatbuffer} and {variant name: manifest entry}; raises
     DisagreementError naming the first variant outside its tolerance.
     """
-    mediapipe_vocab = "\n".join(text.mediapipe_vocab_lines(vocab)) + "\n"
+    _check_tokenizer(tokenizer)
+    vocab_name, vocab_bytes, delimiter = _embedded_vocabulary(vocab, tokenizer)
     files: dict[str, bytes] = {}
     entries: dict[str, dict[str, Any]] = {}
     float32_size = None
@@ -243,10 +280,10 @@ def convert_all(loaded: Any, calibration_ids: np.ndarray, check_ids: np.ndarray,
                 f"TFLite variant {variant.name} disagrees with the SavedModel: {check} "
                 f"(tolerance: max_abs_diff <= {variant.max_abs_diff}, "
                 f"label_agreement >= {variant.min_agreement}); nothing was released")
-        flatbuffer = md.embed_metadata(plain, mediapipe_vocab=mediapipe_vocab.encode(),
+        flatbuffer = md.embed_metadata(plain, vocab=vocab_bytes,
                                        labels=(contract.POSITIVE_LABEL,),
-                                       vocab_name=MEDIAPIPE_VOCAB, labels_name=LABELS_FILE,
-                                       delimiter_regex=text.DELIMITER,
+                                       vocab_name=vocab_name, labels_name=LABELS_FILE,
+                                       delimiter_regex=delimiter,
                                        model_name=f"imdb_sentiment ({variant.name})")
         name = variant_file(variant.name)
         files[name] = flatbuffer
@@ -272,17 +309,29 @@ def convert_all(loaded: Any, calibration_ids: np.ndarray, check_ids: np.ndarray,
     return files, entries
 
 
-def side_files(vocab: Sequence[str], max_length: int, num_oov_buckets: int) -> dict[str, bytes]:
+def side_files(vocab: Sequence[str], max_length: int, num_oov_buckets: int,
+               tokenizer: str = WORDS) -> dict[str, bytes]:
     """The files an app ships beside the models: the vocabulary (one token per
-    line, line i -> id i + ID_OFFSET), MediaPipe's `token id` vocabulary, the
-    tokenizer spec and the label file."""
+    line), the tokenizer spec and the label file; for the word tokenizer
+    (line i -> id i + ID_OFFSET) also MediaPipe's `token id` vocabulary. A
+    WordPiece vocabulary maps line i to id i, and has no OOV buckets
+    (`num_oov_buckets` is the word tokenizer's)."""
     import json
 
+    _check_tokenizer(tokenizer)
+    if tokenizer == WORDPIECE:
+        spec = wordpiece_spec.tokenizer_spec(vocab, max_length, VOCAB)
+        # ASCII escapes: the spec's code points include invisible ones.
+        return {
+            VOCAB: _vocab_file(vocab),
+            TOKENIZER: json.dumps(spec, indent=2).encode(),
+            LABELS_FILE: f"{contract.POSITIVE_LABEL}\n".encode(),
+        }
     spec = text.tokenizer_spec(max_length, VOCAB, num_oov_buckets,
                                mediapipe_vocab_file=MEDIAPIPE_VOCAB)
     return {
-        VOCAB: "".join(f"{token}\n" for token in vocab).encode(),
-        MEDIAPIPE_VOCAB: ("\n".join(text.mediapipe_vocab_lines(vocab)) + "\n").encode(),
+        VOCAB: _vocab_file(vocab),
+        MEDIAPIPE_VOCAB: _mediapipe_vocab(vocab),
         TOKENIZER: json.dumps(spec, indent=2, ensure_ascii=False).encode(),
         LABELS_FILE: f"{contract.POSITIVE_LABEL}\n".encode(),
     }
@@ -290,15 +339,24 @@ def side_files(vocab: Sequence[str], max_length: int, num_oov_buckets: int) -> d
 
 def build_manifest(version: int, max_length: int, entries: Mapping[str, Mapping[str, Any]],
                    side: Mapping[str, bytes], check_split: str = contract.VALID,
-                   ) -> dict[str, Any]:
-    """manifest.json of a release folder: what each file is and how it was checked."""
+                   tokenizer: str = WORDS) -> dict[str, Any]:
+    """manifest.json of a release folder: what each file is and how it was checked.
+
+    A WordPiece folder's manifest says so in "tokenizer_kind" and names no
+    MediaPipe vocabulary; a word-tokenizer manifest is as it was before
+    WordPiece existed (no "tokenizer_kind": readers take its absence as "words")."""
+    _check_tokenizer(tokenizer)
+    files: dict[str, Any] = (
+        {"vocab": VOCAB, "tokenizer": TOKENIZER, "tokenizer_kind": WORDPIECE}
+        if tokenizer == WORDPIECE else
+        {"vocab": VOCAB, "mediapipe_vocab": MEDIAPIPE_VOCAB, "tokenizer": TOKENIZER})
     return {
         "version": int(version),
         "input": {"name": contract.INPUT_TOKEN_IDS, "dtype": "int32", "shape": [1, max_length]},
         "output": {"name": contract.OUTPUT_KEY, "dtype": "float32", "shape": [1, 1],
                    "meaning": f"P({contract.POSITIVE_LABEL})"},
         "agreement_split": check_split,
-        "vocab": VOCAB, "mediapipe_vocab": MEDIAPIPE_VOCAB, "tokenizer": TOKENIZER,
+        **files,
         "labels": LABELS_FILE,
         "side_files": {name: hashlib.sha256(payload).hexdigest()
                        for name, payload in side.items()},

@@ -4,7 +4,13 @@ NLClassifier read, so an app loads the shipped model with no code of its own.
 What is embedded, as the TFLite metadata schema (`metadata_schema.fbs`,
 file identifier "M001") describes it:
 - the input tensor: a RegexTokenizer process unit with the delimiter regex and
-  the `token id` vocabulary (associated file of type VOCABULARY);
+  the `token id` vocabulary (associated file of type VOCABULARY), for the word
+  tokenizer. A WordPiece model gets no process unit, only its vocabulary as
+  the input tensor's associated file: MediaPipe's BERT classifier wants three
+  inputs (ids, mask, segment ids) and takes a one-input int32 model for a
+  regex (1.2.3: SentencePiece) tokenizer model, so no process unit would make
+  it run this model; the file keeps the model self-describing and lets
+  serving/mobile.py check that a vocab.txt belongs to it;
 - the output tensor: the label file (TENSOR_AXIS_LABELS), one line per score;
 - the associated files themselves, as an uncompressed zip appended to the
   flatbuffer (a .tflite with metadata is also a valid zip file).
@@ -33,6 +39,8 @@ __all__ = ["METADATA_NAME", "MIN_PARSER_VERSION", "metadata_flatbuffer", "embed_
 METADATA_NAME = "TFLITE_METADATA"
 #: RegexTokenizerOptions arrived in metadata schema 1.2.1.
 MIN_PARSER_VERSION = "1.2.1"
+#: Without a tokenizer process unit every table used is in the first schema.
+_BASE_PARSER_VERSION = "1.0.0"
 _IDENTIFIER = b"M001"
 _MODEL_IDENTIFIER = b"TFL3"
 
@@ -76,24 +84,35 @@ def _feature_content(builder: flatbuffers.Builder) -> int:
     return _table(builder, [(0, "uint8", _FEATURE_PROPERTIES), (1, "offset", properties)], 3)
 
 
-def metadata_flatbuffer(*, model_name: str, description: str, delimiter_regex: str,
+def metadata_flatbuffer(*, model_name: str, description: str, delimiter_regex: str | None,
                         vocab_name: str, labels_name: str, input_name: str,
                         output_name: str) -> bytes:
-    """The ModelMetadata flatbuffer of a text classifier with a RegexTokenizer."""
+    """The ModelMetadata flatbuffer of a text classifier: with a
+    RegexTokenizer over `vocab_name` when `delimiter_regex` is given, else
+    with `vocab_name` (a WordPiece vocabulary) as the input's associated file."""
     builder = flatbuffers.Builder(1024)
-    # Input tensor: token ids from the regex tokenizer.
-    vocab_file = _associated_file(builder, vocab_name,
-                                  "token id per line; case variants share an id", _VOCABULARY)
-    regex = builder.CreateString(delimiter_regex)
-    tokenizer = _table(builder, [(0, "offset", regex),
-                                 (1, "offset", _vector(builder, [vocab_file]))], 2)
-    process_unit = _table(builder, [(0, "uint8", _REGEX_TOKENIZER_OPTIONS),
-                                    (1, "offset", tokenizer)], 2)
+    if delimiter_regex is not None:
+        # Input tensor: token ids from the regex tokenizer.
+        vocab_file = _associated_file(builder, vocab_name,
+                                      "token id per line; case variants share an id",
+                                      _VOCABULARY)
+        regex = builder.CreateString(delimiter_regex)
+        tokenizer = _table(builder, [(0, "offset", regex),
+                                     (1, "offset", _vector(builder, [vocab_file]))], 2)
+        # TensorMetadata.process_units: the tokenizer MediaPipe runs.
+        vocab_slot, vocab_entry = 4, _table(builder, [(0, "uint8", _REGEX_TOKENIZER_OPTIONS),
+                                                      (1, "offset", tokenizer)], 2)
+    else:
+        # TensorMetadata.associated_files: the vocabulary alone, no process unit.
+        vocab_slot, vocab_entry = 6, _associated_file(
+            builder, vocab_name, "WordPiece vocabulary: line i is token id i", _VOCABULARY)
+    input_name_offset = builder.CreateString(input_name)
+    input_description = builder.CreateString("int32 token ids of the review, padded with 0")
+    input_content = _feature_content(builder)
     input_tensor = _table(builder, [
-        (0, "offset", builder.CreateString(input_name)),
-        (1, "offset", builder.CreateString("int32 token ids of the review, padded with 0")),
-        (3, "offset", _feature_content(builder)),
-        (4, "offset", _vector(builder, [process_unit]))], 7)
+        (0, "offset", input_name_offset), (1, "offset", input_description),
+        (3, "offset", input_content),
+        (vocab_slot, "offset", _vector(builder, [vocab_entry]))], 7)
     # Output tensor: one sigmoid score per label line.
     labels_file = _associated_file(builder, labels_name, "the class the score is for",
                                    _TENSOR_AXIS_LABELS)
@@ -110,7 +129,8 @@ def metadata_flatbuffer(*, model_name: str, description: str, delimiter_regex: s
         (0, "offset", builder.CreateString(model_name)),
         (1, "offset", builder.CreateString(description)),
         (3, "offset", _vector(builder, [subgraph])),
-        (7, "offset", builder.CreateString(MIN_PARSER_VERSION))], 8)
+        (7, "offset", builder.CreateString(
+            _BASE_PARSER_VERSION if delimiter_regex is None else MIN_PARSER_VERSION))], 8)
     builder.Finish(root, file_identifier=_IDENTIFIER)
     return bytes(builder.Output())
 
@@ -137,12 +157,14 @@ def _name(value: str | bytes | None) -> str:
     return value.decode() if isinstance(value, bytes) else (value or "")
 
 
-def embed_metadata(model: bytes, *, mediapipe_vocab: bytes, labels: Sequence[str],
-                   vocab_name: str, labels_name: str, delimiter_regex: str,
+def embed_metadata(model: bytes, *, vocab: bytes, labels: Sequence[str],
+                   vocab_name: str, labels_name: str, delimiter_regex: str | None,
                    model_name: str = "text classifier",
                    input_name: str = "token_ids", output_name: str = "probability") -> bytes:
-    """The model with metadata and associated files, loadable by MediaPipe's
-    TextClassifier and the Task Library's NLClassifier as is."""
+    """The model with metadata and associated files. With `delimiter_regex`
+    (and MediaPipe's `token id` vocabulary) MediaPipe's TextClassifier and the
+    Task Library's NLClassifier load it as is; without (a WordPiece model,
+    `vocab` one token per line) the app tokenises as tokenizer.json says."""
     metadata = metadata_flatbuffer(
         model_name=model_name, description="Sentiment of a movie review: P(positive).",
         delimiter_regex=delimiter_regex, vocab_name=vocab_name, labels_name=labels_name,
@@ -153,7 +175,7 @@ def embed_metadata(model: bytes, *, mediapipe_vocab: bytes, labels: Sequence[str
     # Appending to a stream that already holds the flatbuffer: zipfile writes
     # offsets from the start of the stream, as the metadata readers expect.
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr(vocab_name, mediapipe_vocab)
+        archive.writestr(vocab_name, vocab)
         archive.writestr(labels_name, "".join(f"{label}\n" for label in labels))
     return out.getvalue()
 
