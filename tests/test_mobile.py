@@ -27,6 +27,7 @@ from models import contract, text
 from models.cnn import build_cnn
 from pipeline.config import TrainConfig
 from serving.mobile import VARIANTS, MobileClassifier, MobileLoadError
+from tests.token_ids_export import save_token_ids_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIAPIPE_PYTHON = ROOT / ".cache" / "mediapipe-venv" / "bin" / "python"
@@ -49,19 +50,6 @@ def _corpus(count: int, seed: int) -> tuple[list[str], np.ndarray]:
     return texts, np.array(labels)
 
 
-class _TokenIdsModule(tf.Module):
-    """The trainer's `token_ids` signature: int32 [None, max_length] -> probability [None]."""
-
-    def __init__(self, model: tf.keras.Model) -> None:
-        super().__init__()
-        self.model = model
-
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, MAX_LENGTH], tf.int32, name=contract.INPUT_TOKEN_IDS)])
-    def token_ids(self, token_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {contract.OUTPUT_KEY: tf.reshape(self.model(token_ids, training=False), [-1])}
-
-
 def _ids(texts: list[str]) -> np.ndarray:
     vocab = {t: i for i, t in enumerate(VOCAB)}
     return np.array([text.ids_py(t, vocab, MAX_LENGTH) for t in texts], dtype=np.int32)
@@ -78,10 +66,7 @@ def release(tmp_path_factory):
     model = build_cnn(config, text.vocab_total(len(VOCAB), 1), MAX_LENGTH)
     model.compile("adam", "binary_crossentropy")
     model.fit(_ids(train_texts), train_labels, epochs=8, batch_size=32, verbose=0)
-    module = _TokenIdsModule(model)
-    tf.saved_model.save(module, str(temp / "saved_model"),
-                        signatures={contract.SIGNATURE_TOKEN_IDS: module.token_ids})
-    loaded = tf.saved_model.load(str(temp / "saved_model"))
+    loaded = save_token_ids_model(model, temp / "saved_model", MAX_LENGTH)
     check_texts, check_labels = _corpus(200, seed=1)
     reference = loaded.signatures[contract.SIGNATURE_TOKEN_IDS](
         token_ids=tf.constant(_ids(check_texts)))[contract.OUTPUT_KEY].numpy()

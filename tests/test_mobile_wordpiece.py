@@ -29,6 +29,7 @@ from models import contract, minilm, text, wordpiece
 from pipeline.config import TrainConfig
 from serving import mobile
 from serving.mobile import VARIANTS, MobileClassifier, MobileLoadError, WordPieceTokenizer
+from tests.token_ids_export import save_token_ids_model
 
 MAX_LENGTH = 32
 TINY = TrainConfig(model="minilm", encoder_init="random", embedding_dim=16, num_heads=2,
@@ -56,19 +57,6 @@ def _graph_ids(texts: list[str]) -> np.ndarray:
     return wordpiece.tokenize_tf(tf.constant(texts), VOCAB, MAX_LENGTH).numpy().astype(np.int32)
 
 
-class _TokenIdsModule(tf.Module):
-    """The trainer's `token_ids` signature: int32 [None, max_length] -> probability [None]."""
-
-    def __init__(self, model: keras.Model) -> None:
-        super().__init__()
-        self.model = model
-
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, MAX_LENGTH], tf.int32, name=contract.INPUT_TOKEN_IDS)])
-    def token_ids(self, token_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {contract.OUTPUT_KEY: tf.reshape(self.model(token_ids, training=False), [-1])}
-
-
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     """A WordPiece release folder as TFLiteCheck writes it, plus what made it."""
@@ -80,10 +68,7 @@ def release(tmp_path_factory):
     kernel, _ = head.get_weights()
     pooled = keras.Model(model.input, model.get_layer("masked_mean").output)(calibration)
     head.set_weights([kernel * 20, -np.median(np.asarray(pooled) @ (kernel * 20), axis=0)])
-    module = _TokenIdsModule(model)
-    tf.saved_model.save(module, str(temp / "saved_model"),
-                        signatures={contract.SIGNATURE_TOKEN_IDS: module.token_ids})
-    loaded = tf.saved_model.load(str(temp / "saved_model"))
+    loaded = save_token_ids_model(model, temp / "saved_model", MAX_LENGTH)
     reference = loaded.signatures[contract.SIGNATURE_TOKEN_IDS](
         token_ids=tf.constant(_graph_ids(check)))[contract.OUTPUT_KEY].numpy()
     files, entries = conv.convert_all(loaded, calibration_ids=calibration,

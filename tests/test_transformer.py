@@ -18,6 +18,7 @@ from models.transformer import (
     build_transformer,
 )
 from tests.gradient_checks import GRADIENT_TOLERANCE, gradient_error, weights_error
+from tests.token_ids_export import save_token_ids_model
 
 TINY = TrainConfig(model="transformer", embedding_dim=8, num_heads=2, ff_dim=16, num_layers=2,
                    dropout=0.0)
@@ -75,13 +76,7 @@ def test_every_tflite_variant_of_the_transformer_agrees_within_its_tolerance(tmp
     head = model.get_layer(OUTPUT_KEY)
     kernel, bias = head.get_weights()
     head.set_weights([kernel * 20, bias])
-    module = tf.Module()
-    module.model = model
-    module.f = tf.function(
-        lambda token_ids: {OUTPUT_KEY: tf.reshape(module.model(token_ids), [-1])},
-        input_signature=[tf.TensorSpec([None, 48], tf.int32, name=INPUT_TOKEN_IDS)])
-    tf.saved_model.save(module, str(tmp_path / "m"), signatures={SIGNATURE_TOKEN_IDS: module.f})
-    loaded = tf.saved_model.load(str(tmp_path / "m"))
+    loaded = save_token_ids_model(model, tmp_path / "m", max_length=48)
     check, calibration = _reviews(60, 48, seed=1), _reviews(200, 48, seed=2)
     expected = loaded.signatures[SIGNATURE_TOKEN_IDS](
         **{INPUT_TOKEN_IDS: tf.constant(check)})[OUTPUT_KEY].numpy()
