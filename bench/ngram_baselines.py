@@ -42,7 +42,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,7 +58,7 @@ from sklearn.svm import LinearSVC
 from components.errors import UserFacingError
 from models.contract import EVAL, TRAIN, VALID
 from models.text import TOKENIZER_VERSION, tokenize_py
-from pipeline.config import DataConfig
+from pipeline.config import DataConfig, OneLineParser
 
 __all__ = [
     "NGRAM_RANGE",
@@ -81,6 +81,9 @@ __all__ = [
     "format_table",
     "write_json",
     "plot",
+    "existing_path",
+    "output_dir_path",
+    "progress",
     "main",
 ]
 
@@ -487,22 +490,14 @@ def load_splits(data: str) -> tuple[dict[str, Split], dict[str, Any]]:
 
 # --- command line -------------------------------------------------------------------
 
-class _OneLineParser(argparse.ArgumentParser):
-    """A bad flag is one line naming it (exit 2): no usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
-
-
-def _existing(path: str) -> str:
+def existing_path(path: str) -> str:
     # Remote paths (gs://...) are left to the reader, which names them if absent.
     if "://" not in path and not Path(path).exists():
         raise argparse.ArgumentTypeError(f"{path}: no such file or directory")
     return path
 
 
-def _output_dir(path: str) -> Path:
+def output_dir_path(path: str) -> Path:
     if Path(path).exists() and not Path(path).is_dir():
         raise argparse.ArgumentTypeError(f"{path}: exists and is not a directory")
     return Path(path)
@@ -516,10 +511,10 @@ def _extra(path: str) -> Point:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, type=_existing,
+    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, type=existing_path,
                         help="aclImdb/ folder or its .tar.gz archive")
-    parser.add_argument("--output_dir", required=True, type=_output_dir,
+    parser.add_argument("--output_dir", required=True, type=output_dir_path,
                         help=f"where {JSON_FILE} and {PNG_FILE} are written")
     parser.add_argument("--extra", action="append", default=[], type=_extra, metavar="FILE.json",
                         help='another model\'s point for the plot: {"name", "accuracy", "f1", '
@@ -527,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress() -> Log:
+def progress() -> Log:
     started = time.monotonic()
 
     def log(message: str) -> None:
@@ -544,7 +539,7 @@ def run(data: str, output_dir: Path, extras: Sequence[Point]) -> list[Result]:
     """Tunes every baseline on valid, then refits each on train and scores it
     on eval once; prints the table and writes the JSON and the plot."""
     run_started = time.monotonic()
-    log = _progress()
+    log = progress()
     output_dir.mkdir(parents=True, exist_ok=True)  # an unwritable folder fails before the work
     log(f"reading {data} (importing the reader loads TensorFlow)")
     splits, meta = load_splits(data)

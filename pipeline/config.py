@@ -36,6 +36,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EvalConfig",
+    "OneLineParser",
     "PipelineConfig",
     "PretrainConfig",
     "RunConfig",
@@ -198,7 +199,7 @@ def flag_type(f: dataclasses.Field[Any], hint: Any) -> Callable[[str], Any]:
     return convert
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """A user error is one line naming the flag and what it allows (exit 2):
     no usage block, no traceback."""
 
@@ -236,7 +237,7 @@ def build_section(cls: type, values: dict[str, Any], section: str) -> Any:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """One --flag per config field, grouped by section, defaults and allowed values shown."""
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog=prog, formatter_class=_HelpFormatter,
         description="Run the IMDb sentiment TFX pipeline.")
     for section, cls in _sections():
