@@ -16,13 +16,13 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["to_logit", "fit_blend", "apply_blend"]
+__all__ = ["EPSILON", "to_logit", "fit_blend", "apply_blend"]
 
 Floats = NDArray[np.float64]
 
 #: Probabilities are clipped this far from 0 and 1 before the logit: a float32
 #: sigmoid saturates to exactly 1.0 above logit ~17.
-_EPSILON = 1e-7
+EPSILON = 1e-7
 #: A whisper of L2 on the weights (not the bias): keeps Newton's step finite
 #: when valid happens to be separable by the scores (tiny test corpora).
 _RIDGE = 1e-6
@@ -31,7 +31,7 @@ _MAX_NEWTON_STEPS = 100
 
 def to_logit(probability: ArrayLike) -> Floats:
     """log(p / (1 - p)), with p clipped to [1e-7, 1 - 1e-7]."""
-    p = np.clip(np.asarray(probability, dtype=np.float64), _EPSILON, 1 - _EPSILON)
+    p = np.clip(np.asarray(probability, dtype=np.float64), EPSILON, 1 - EPSILON)
     logit: Floats = np.log(p) - np.log1p(-p)
     return logit
 

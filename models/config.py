@@ -137,6 +137,14 @@ class TransformConfig(CheckedConfig):
     max_length: int | None = field(None, "tokens per review after padding/truncation (unset: "
                                          "512 words; MiniLM 256 WordPiece pieces)",
                                    low=1, high=100_000)
+    ngram_blend: bool = field(False, "blend the model with an NB-weighted uni+bigram logistic "
+                                     "model (NB-LR): Transform learns the n-grams and their "
+                                     "log-count ratios on train, the Trainer fits it and the "
+                                     "blend weights (on valid); serving sees one model")
+    ngram_vocab_size: int = field(500_000, "NB-LR: the most frequent train uni+bigrams kept",
+                                  low=1, high=10_000_000)
+    ngram_min_count: int = field(2, "NB-LR: n-grams seen fewer times in train are ignored",
+                                 low=1, high=1_000_000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +195,13 @@ class TrainConfig(CheckedConfig):
     gradual_unfreezing: bool = field(False, "transformer, MiniLM: epoch 1 trains the head only, "
                                             "each later epoch one more encoder block from the "
                                             "top, then the embedding")
+    ngram_l2: float = field(2.2e-4, "NB-LR: L2 penalty per example on its weights (2.2e-4 is "
+                                    "scikit-learn's C=0.1 at 22k reviews, NB-LR's choice on "
+                                    "valid)", low=0, high=10)
+    ngram_learning_rate: float = field(3e-3, "NB-LR: Adam learning rate", low=0, high=10,
+                                       low_open=True)
+    ngram_epochs: int = field(3, "NB-LR: epochs (the best on valid loss is kept)", low=1,
+                              high=1000)
     early_stopping_patience: int = field(2, "epochs without `valid` loss improvement before "
                                             "stopping", low=0, high=1000)
     num_cpu_devices: int = field(2, "logical CPU devices for MirroredStrategy when no GPU",

@@ -6,6 +6,7 @@ from __future__ import annotations
 __all__ = [
     "LABEL",
     "MOVIE_ID",
+    "NGRAMS",
     "RATING",
     "RAW_FEATURES",
     "REVIEW_ID",
@@ -30,6 +31,10 @@ UNLABELED = -1
 
 #: Transformed feature holding padded token ids (0 = padding).
 TOKEN_IDS = "token_ids"
+
+#: Transformed feature of `--ngram_blend`: a sparse row [ngram_vocab_size]
+#: holding each contained n-gram's NB log-count ratio (models/ngrams.py).
+NGRAMS = "ngrams"
 
 
 def transformed_name(key: str) -> str:

@@ -8,6 +8,8 @@ split through the exported model's `serving_default` signature.
 Two tokenizers (custom_config["tokenizer"], models.config.TOKENIZERS): whole
 words with a vocabulary learnt here (CNN, transformer), or the pre-trained
 encoder's WordPiece with its own vocabulary (MiniLM; nothing is analysed).
+With `ngram_blend`, the words' uni+bigrams also become NB-LR's sparse
+feature row (models/ngrams.py), whatever the model's tokenizer.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import features, minilm, text, wordpiece
+from models import features, minilm, ngrams, text, wordpiece
 
 __all__ = ["preprocessing_fn"]
 
@@ -43,16 +45,23 @@ def _word_ids(raw_text: tf.Tensor, custom_config: dict[str, Any]) -> tf.Tensor:
 
 
 def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> dict[str, Any]:
-    """text -> padded token ids; the label passes through."""
+    """text -> padded token ids (and NB-LR's n-gram row); the label passes through."""
     raw_text = inputs[features.TEXT]
     if custom_config.get("tokenizer", "words") == "wordpiece":
         vocab = minilm.read_vocabulary(minilm.package_dir())
         padded = wordpiece.tokenize_tf(raw_text, vocab, int(custom_config["max_length"]))
     else:
         padded = _word_ids(raw_text, custom_config)
+    label = tf.reshape(inputs[features.LABEL], [-1])
     # Serving graphs are pruned to the inputs they get: a raw-text request
-    # yields token ids alone, without the label.
-    return {
+    # yields the model's features without the label (the n-grams' ratios are
+    # analysed from train labels, so serving holds them as constants).
+    outputs = {
         features.transformed_name(features.TOKEN_IDS): padded,
-        features.transformed_name(features.LABEL): tf.reshape(inputs[features.LABEL], [-1]),
+        features.transformed_name(features.LABEL): label,
     }
+    if custom_config.get("ngram_blend"):
+        outputs[features.transformed_name(features.NGRAMS)] = ngrams.ngram_features(
+            _tokenize(raw_text), label, int(custom_config["ngram_vocab_size"]),
+            int(custom_config["ngram_min_count"]))
+    return outputs

@@ -9,40 +9,39 @@ set, which nothing may be tuned on; the pipeline never hands it to the Trainer.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import contract, features, minilm, wordpiece
+from models import blend, contract, features, minilm, ngrams, wordpiece
 from models.cnn import build_cnn
 from models.config import TOKENIZERS, TrainConfig
 from models.distribution import cluster_role, make_strategy
-from models.job import count_batches, global_batch, read_job, write_history
+from models.job import Job, count_batches, global_batch, read_job, write_history
 from models.training_loop import ParameterGroup, TrainedGroups, fit
 from models.transformer import build_transformer, load_encoder
 from models.transformer import layer_groups as transformer_layer_groups
 
-__all__ = ["run_fn", "make_optimizer", "export_serving_model"]
+__all__ = ["run_fn", "make_optimizer", "export_serving_model", "Blend", "BLEND_FILE"]
 
 _TOKEN_IDS = features.transformed_name(features.TOKEN_IDS)
 _LABEL = features.transformed_name(features.LABEL)
+_NGRAMS = features.transformed_name(features.NGRAMS)
+#: Where the blend's weights and each part's valid accuracy are written (run folder).
+BLEND_FILE = "blend.json"
 
 
-def _dataset(files: list[str], spec: dict[str, Any], batch_size: int,
-             shuffle_seed: int | None) -> tf.data.Dataset:
-    """(token ids, label) batches of transformed examples.
-
-    Training batches (shuffled) drop the last partial batch: MirroredStrategy
-    splits each batch across replicas, and an uneven split gives the replicas
-    embedding gradients of different shapes, which the collective all-reduce
-    rejects ("Shape mismatch in the collective instance").
-    """
+def _records(files: list[str], spec: dict[str, Any]) -> tf.data.Dataset:
+    """Parsed transformed examples, in file order."""
     paths = [p for pattern in files for p in tf.io.gfile.glob(pattern)]
     ds = tf.data.TFRecordDataset(paths, compression_type="GZIP")
     options = tf.data.Options()
@@ -51,9 +50,31 @@ def _dataset(files: list[str], spec: dict[str, Any], batch_size: int,
     # sharding would need at least one file per worker).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
-    ds = ds.map(lambda raw: tf.io.parse_single_example(raw, spec),
-                num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda ex: (tf.cast(ex[_TOKEN_IDS], tf.int32), ex[_LABEL])).cache()
+    return ds.map(lambda raw: tf.io.parse_single_example(raw, spec),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _token_ids(example: dict[str, Any]) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.cast(example[_TOKEN_IDS], tf.int32), example[_LABEL]
+
+
+def _ngram_row(example: dict[str, Any]) -> tuple[tf.SparseTensor, tf.Tensor]:
+    return example[_NGRAMS], example[_LABEL]
+
+
+def _dataset(files: list[str], spec: dict[str, Any], batch_size: int,
+             shuffle_seed: int | None,
+             select: Callable[[dict[str, Any]], tuple[Any, tf.Tensor]] = _token_ids,
+             ) -> tf.data.Dataset:
+    """(features, label) batches of transformed examples; `select` picks the
+    features (token ids, or NB-LR's n-gram row).
+
+    Training batches (shuffled) drop the last partial batch: MirroredStrategy
+    splits each batch across replicas, and an uneven split gives the replicas
+    embedding gradients of different shapes, which the collective all-reduce
+    rejects ("Shape mismatch in the collective instance").
+    """
+    ds = _records(files, spec).map(select).cache()
     if shuffle_seed is not None:
         ds = ds.shuffle(20_000, seed=shuffle_seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size, drop_remainder=shuffle_seed is not None).prefetch(tf.data.AUTOTUNE)
@@ -114,17 +135,43 @@ def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Op
     return keras.optimizers.Adam(rate, **clip)
 
 
-class _ServingModule(tf.Module):
-    """The exported object: the transform graph and the model, three signatures."""
+@dataclasses.dataclass(frozen=True)
+class Blend:
+    """NB-LR over Transform's n-gram rows and the weights [classifier,
+    n-grams, bias] that blend its logit with the classifier's."""
 
-    def __init__(self, model: keras.Model, tft_output: tft.TFTransformOutput) -> None:
+    ngram_model: keras.Model
+    weights: tuple[float, float, float]
+
+
+def _logit(probability: tf.Tensor) -> tf.Tensor:
+    """models.blend.to_logit in TensorFlow (the same clipping)."""
+    p = tf.clip_by_value(tf.cast(probability, tf.float32), blend.EPSILON, 1 - blend.EPSILON)
+    return tf.math.log(p) - tf.math.log1p(-p)
+
+
+class _ServingModule(tf.Module):
+    """The exported object: the transform graph and the model (blended with
+    NB-LR when there is a `Blend`), three signatures."""
+
+    def __init__(self, model: keras.Model, tft_output: tft.TFTransformOutput,
+                 mixed: Blend | None = None) -> None:
         super().__init__()
         self.model = model
         self.tft_layer = tft_output.transform_features_layer()
+        self.ngram_model = mixed.ngram_model if mixed else None
+        self.blend_weights = tf.constant(mixed.weights if mixed else (1.0, 0.0, 0.0),
+                                         tf.float32)
 
     def _from_raw(self, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        ids = self.tft_layer(raw)[_TOKEN_IDS]
-        return self._from_ids(tf.cast(ids, tf.int32))
+        transformed = self.tft_layer(raw)
+        probability = self._from_ids(tf.cast(transformed[_TOKEN_IDS], tf.int32))
+        if self.ngram_model is None:
+            return probability
+        ngram = tf.reshape(self.ngram_model(transformed[_NGRAMS], training=False), [-1])
+        w = self.blend_weights
+        logit = w[0] * _logit(probability[contract.OUTPUT_KEY]) + w[1] * _logit(ngram) + w[2]
+        return {contract.OUTPUT_KEY: tf.sigmoid(logit)}
 
     def _from_ids(self, ids: tf.Tensor) -> dict[str, tf.Tensor]:
         return {contract.OUTPUT_KEY: tf.reshape(self.model(ids, training=False), [-1])}
@@ -141,9 +188,12 @@ class _ServingModule(tf.Module):
 
 
 def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput,
-                         directory: str, max_length: int) -> None:
-    """SavedModel with the transform graph inside: no training/serving skew."""
-    module = _ServingModule(model, tft_output)
+                         directory: str, max_length: int, mixed: Blend | None = None) -> None:
+    """SavedModel with the transform graph inside: no training/serving skew.
+    With a `Blend`, raw-text and tf.Example requests get the blended
+    probability; `token_ids` (what TFLite converts: ids are all a phone has)
+    stays the classifier alone."""
+    module = _ServingModule(model, tft_output, mixed)
     token_ids = tf.function(
         module._from_ids,
         input_signature=[tf.TensorSpec([None, max_length], tf.int32,
@@ -230,4 +280,60 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
                   trained_groups=trained_groups, jit_compile=bool(train_config.jit_compile))
     write_history(run_dir, history)
     exported = float32_copy(model, train_config, job.vocab_total, max_length)
-    export_serving_model(exported, job.tft_output, serving_dir, max_length)
+    mixed = None
+    if job.transform.ngram_blend:
+        mixed = _fit_blend(fn_args, job, strategy, batch, exported, valid_ds, run_dir)
+    export_serving_model(exported, job.tft_output, serving_dir, max_length, mixed)
+
+
+def _predictions(model: keras.Model, batches: tf.data.Dataset, jit_compile: bool,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(P(positive), labels) of every example, in dataset order."""
+    predict = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile)
+    probabilities, labels = [], []
+    for x, y in batches:
+        probabilities.append(np.reshape(predict(x).numpy(), [-1]))
+        labels.append(y.numpy())
+    return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def _fit_blend(fn_args: FnArgs, job: Job, strategy: tf.distribute.Strategy, batch: int,
+               classifier: keras.Model, valid_ds: tf.data.Dataset, run_dir: str) -> Blend:
+    """Fits NB-LR on train's n-gram rows (under the same strategy, best
+    epoch on valid loss kept), then the blend weights on both models' valid
+    predictions; writes both parts' and the blend's valid accuracy into the
+    run folder."""
+    config = job.train
+    train_rows = _dataset(fn_args.train_files, job.spec, batch, config.seed, _ngram_row)
+    valid_rows = _dataset(fn_args.eval_files, job.spec, batch, None, _ngram_row)
+    steps = count_batches(train_rows)
+    with strategy.scope():
+        ngram_model = ngrams.build_ngram_model(job.transform.ngram_vocab_size, config.ngram_l2)
+        ngram_model.compile(optimizer=keras.optimizers.Adam(config.ngram_learning_rate),
+                            loss="binary_crossentropy")
+    logging.info("NB-LR: %d epochs of %d steps over %d n-grams", config.ngram_epochs, steps,
+                 job.transform.ngram_vocab_size)
+    history = fit(ngram_model, strategy, train_rows, valid_rows, epochs=config.ngram_epochs,
+                  steps_per_epoch=steps, callbacks=[keras.callbacks.EarlyStopping(
+                      monitor="val_loss", patience=config.ngram_epochs,
+                      restore_best_weights=True)])
+    p_classifier, labels = _predictions(classifier, valid_ds, bool(config.jit_compile))
+    p_ngrams, ngram_labels = _predictions(ngram_model, valid_rows, False)
+    if not np.array_equal(labels, ngram_labels):  # both read valid in file order
+        raise RuntimeError("valid examples came in different orders for the two models")
+    logits = np.stack([blend.to_logit(p_classifier), blend.to_logit(p_ngrams)], axis=1)
+    weights = blend.fit_blend(logits, labels)
+    report = {
+        "weights": {"classifier": weights[0], "ngrams": weights[1], "bias": weights[2]},
+        "valid_accuracy": {
+            "classifier": float(np.mean((p_classifier > 0.5) == labels)),
+            "ngrams": float(np.mean((p_ngrams > 0.5) == labels)),
+            "blend": float(np.mean((blend.apply_blend(weights, logits) > 0.5) == labels))},
+        "valid_reviews": int(labels.size),
+        "ngram_history": {k: [float(v) for v in vs] for k, vs in history.items()},
+    }
+    logging.info("blend on valid: %s", report["valid_accuracy"])
+    tf.io.gfile.makedirs(run_dir)
+    with tf.io.gfile.GFile(os.path.join(run_dir, BLEND_FILE), "w") as handle:
+        json.dump(report, handle, indent=2, default=float)
+    return Blend(ngram_model, (float(weights[0]), float(weights[1]), float(weights[2])))

@@ -54,7 +54,7 @@ def write_transformed(root: Path, transform_config: dict[str, Any], *, train: in
     if unsup:
         others["unsup"] = rows(unsup, 2, labeled=False)
     with tft_beam.Context(temp_dir=str(root / "tmp"), force_tf_compat_v1=False):
-        (transformed_train, out_meta), transform_fn = (rows(train, 0), metadata) | \
+        (transformed_train, _), transform_fn = (rows(train, 0), metadata) | \
             tft_beam.AnalyzeAndTransformDataset(
                 lambda inputs: preprocessing_fn(inputs, transform_config),
                 output_record_batches=False)
@@ -63,7 +63,10 @@ def write_transformed(root: Path, transform_config: dict[str, Any], *, train: in
             splits[name], _ = ((raw, metadata), transform_fn) | tft_beam.TransformDataset(
                 output_record_batches=False)
         _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform"))
-    coder = tft.coders.ExampleProtoCoder(out_meta.schema)
+    # The written metadata, as TFX's Transform uses: the in-flight one may
+    # describe sparse outputs (NB-LR's n-gram row) before their final shape.
+    coder = tft.coders.ExampleProtoCoder(
+        tft.TFTransformOutput(str(root / "transform")).transformed_metadata.schema)
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     for name, examples in splits.items():
         (root / name).mkdir()
