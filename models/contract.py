@@ -26,6 +26,7 @@ __all__ = [
     "LABELS",
     "POSITIVE_LABEL",
     "HISTORY_FILE",
+    "BLEND_FILE",
     "ENCODER_WEIGHTS_FILE",
 ]
 
@@ -64,5 +65,7 @@ POSITIVE_LABEL = LABELS[1]
 
 #: Per-epoch training metrics the Trainer writes into its model_run artifact.
 HISTORY_FILE = "history.json"
+#: With --ngram_blend: the blend's weights and each part's valid accuracy.
+BLEND_FILE = "blend.json"
 #: The pre-trained encoder's weights in the Pretrainer's model artifact.
 ENCODER_WEIGHTS_FILE = "encoder.weights.h5"

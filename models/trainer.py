@@ -31,13 +31,11 @@ from models.training_loop import ParameterGroup, TrainedGroups, fit
 from models.transformer import build_transformer, load_encoder
 from models.transformer import layer_groups as transformer_layer_groups
 
-__all__ = ["run_fn", "make_optimizer", "export_serving_model", "Blend", "BLEND_FILE"]
+__all__ = ["run_fn", "make_optimizer", "export_serving_model", "Blend"]
 
 _TOKEN_IDS = features.transformed_name(features.TOKEN_IDS)
 _LABEL = features.transformed_name(features.LABEL)
 _NGRAMS = features.transformed_name(features.NGRAMS)
-#: Where the blend's weights and each part's valid accuracy are written (run folder).
-BLEND_FILE = "blend.json"
 
 
 def _records(files: list[str], spec: dict[str, Any]) -> tf.data.Dataset:
@@ -334,6 +332,6 @@ def _fit_blend(fn_args: FnArgs, job: Job, strategy: tf.distribute.Strategy, batc
     }
     logging.info("blend on valid: %s", report["valid_accuracy"])
     tf.io.gfile.makedirs(run_dir)
-    with tf.io.gfile.GFile(os.path.join(run_dir, BLEND_FILE), "w") as handle:
+    with tf.io.gfile.GFile(os.path.join(run_dir, contract.BLEND_FILE), "w") as handle:
         json.dump(report, handle, indent=2, default=float)
     return Blend(ngram_model, (float(weights[0]), float(weights[1]), float(weights[2])))

@@ -13,7 +13,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import binarize
 
 from bench import ngram_baselines as nb
-from models import features, ngrams
+from models import contract, features, ngrams
 from models.preprocessing import preprocessing_fn
 from models.text import tokenize_py
 
@@ -152,9 +152,7 @@ def blended(tmp_path_factory):
 def test_the_trainer_writes_the_blend_weights_and_each_part_s_valid_accuracy(blended):
     import json
 
-    from models.trainer import BLEND_FILE
-
-    report = json.loads((blended / "run" / BLEND_FILE).read_text())
+    report = json.loads((blended / "run" / contract.BLEND_FILE).read_text())
     assert set(report["weights"]) == {"classifier", "ngrams", "bias"}
     assert report["valid_reviews"] == 32
     accuracy = report["valid_accuracy"]
@@ -170,8 +168,6 @@ def test_raw_text_gets_the_blend_and_token_ids_the_classifier_alone(blended):
     import json
 
     from models import blend
-    from models.trainer import BLEND_FILE
-
     texts = ["a great wonderful film", "awful boring dull plot", "the film was"]
     loaded = tf.saved_model.load(str(blended / "serving"))
     served = loaded.signatures["serving_text"](text=tf.constant(texts))["probability"].numpy()
@@ -187,7 +183,7 @@ def test_raw_text_gets_the_blend_and_token_ids_the_classifier_alone(blended):
                if name.startswith("ngram_model/") and "optimizer" not in name}
     row = tf.sparse.to_dense(transformed[NGRAMS]).numpy()
     ngram = 1 / (1 + np.exp(-(row @ weights[(200, 1)][:, 0] + weights[(1,)][0])))
-    mix = json.loads((blended / "run" / BLEND_FILE).read_text())["weights"]
+    mix = json.loads((blended / "run" / contract.BLEND_FILE).read_text())["weights"]
     expected = blend.apply_blend([mix["classifier"], mix["ngrams"], mix["bias"]],
                                  np.stack([blend.to_logit(classifier), blend.to_logit(ngram)], 1))
     np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-5)

@@ -289,19 +289,26 @@ def test_a_wordpiece_encoder_runs_the_whole_pipeline_with_its_tokenizer_inside(t
     packaged weights are a benchmark's, not CI's): Transform tokenises with
     the encoder's WordPiece vocabulary, and the model goes through the
     Evaluator, the TFLite and infra checks (TF Text ops registered in each)
-    to a release whose raw-text signature tokenises inside."""
+    to a release whose raw-text signature tokenises inside. With
+    --ngram_blend, Transform also learns NB-LR's n-grams and the released
+    model serves the encoder blended with NB-LR (weights fitted on valid)."""
     corpus = write_demo_corpus(tmp_path / "data", SPEC)
     out = tmp_path / "out"
     verdict = _run(corpus, out, "--model=minilm", "--encoder_init=random", "--num_layers=2",
                    "--embedding_dim=32", "--num_heads=2", "--ff_dim=64", "--max_length=64",
                    "--epochs=10", "--learning_rate=0.001", "--dropout=0.1",
-                   "--early_stopping_patience=4", "--min_accuracy=0.7")
+                   "--early_stopping_patience=4", "--min_accuracy=0.7", "--ngram_blend=true",
+                   "--ngram_vocab_size=5000")
     assert verdict["status"] == "released", verdict
     assert verdict["metrics"]["overall"]["binary_accuracy"] >= 0.7
     version = str(verdict["version"])
     served = tf.saved_model.load(str(out / "serving" / MODEL / version))
     p = served.signatures[contract.SIGNATURE_TEXT](
         **{contract.INPUT_TEXT: tf.constant(REVIEWS)})[contract.OUTPUT_KEY].numpy()
-    assert p.shape == (2,) and ((p > 0) & (p < 1)).all()
+    assert p.shape == (2,) and p[0] > 0.5 > p[1]
+    (report_file,) = out.rglob(contract.BLEND_FILE)
+    blend = json.loads(report_file.read_text())
+    assert blend["valid_accuracy"]["blend"] >= blend["valid_accuracy"]["classifier"]
+    assert blend["weights"]["ngrams"] > 0
     spec = json.loads((out / "tflite" / version / "tokenizer.json").read_text())
     assert spec["kind"] == "wordpiece" and spec["max_length"] == 64
