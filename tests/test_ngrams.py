@@ -175,12 +175,13 @@ def test_raw_text_gets_the_blend_and_token_ids_the_classifier_alone(blended):
     transformed = output.transform_features_layer()({features.TEXT: tf.constant(texts)[:, None]})
     ids = tf.cast(transformed[features.transformed_name(features.TOKEN_IDS)], tf.int32)
     classifier = loaded.signatures["token_ids"](token_ids=ids)["probability"].numpy()
-    # NB-LR's kernel and bias as saved (its optimizer's slots excluded)
+    # NB-LR's kernel and bias as saved
     variables = str(blended / "serving" / "variables" / "variables")
     checkpoint = tf.train.load_checkpoint(variables)
     weights = {tuple(shape): checkpoint.get_tensor(name)
                for name, shape in tf.train.list_variables(variables)
-               if name.startswith("ngram_model/") and "optimizer" not in name}
+               if name.startswith("ngram_weights/")}
+    assert len(weights) == 2
     row = tf.sparse.to_dense(transformed[NGRAMS]).numpy()
     ngram = 1 / (1 + np.exp(-(row @ weights[(200, 1)][:, 0] + weights[(1,)][0])))
     mix = json.loads((blended / "run" / contract.BLEND_FILE).read_text())["weights"]
@@ -189,3 +190,11 @@ def test_raw_text_gets_the_blend_and_token_ids_the_classifier_alone(blended):
     np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-5)
     assert served[0] > 0.5 > served[1]
     assert not np.allclose(served, classifier)
+
+
+def test_the_export_holds_the_weights_but_not_the_optimizer_state(blended):
+    """Adam's two slots per weight would triple the SavedModel's size."""
+    variables = tf.train.list_variables(str(blended / "serving" / "variables" / "variables"))
+    names = [name for name, _ in variables]
+    assert not any("optimizer" in name for name in names), names
+    assert any(name.startswith("classifier_weights/") for name in names)
