@@ -18,9 +18,10 @@ import dataclasses
 import math
 from typing import Any
 
-__all__ = ["MODEL_DEFAULTS", "DEFAULT_MAX_LENGTH", "TOKENIZERS", "WORDPIECE_MIN_LENGTH",
-           "MINILM_POSITIONS", "MODELS", "CheckedConfig", "PretrainConfig", "TrainConfig",
-           "TransformConfig", "allowed", "check", "field", "problems"]
+__all__ = ["MODEL_DEFAULTS", "DEFAULT_MAX_LENGTH", "DEFAULT_NGRAM_BLEND", "TOKENIZERS",
+           "WORDPIECE_MIN_LENGTH", "MINILM_POSITIONS", "MODELS", "CheckedConfig",
+           "PretrainConfig", "TrainConfig", "TransformConfig", "allowed", "check", "field",
+           "problems"]
 
 #: Model architectures `run_fn` can build: the CNN, the transformer trained
 #: here (optionally masked-LM pre-trained), the packaged pre-trained MiniLM.
@@ -43,7 +44,10 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 #: Positions per review when --max_length is unset: whole-word ids for the
 #: models trained here; WordPiece pieces (head + tail) for MiniLM, whose cost
 #: grows with the square of the length.
-DEFAULT_MAX_LENGTH = {"cnn": 512, "transformer": 512, "minilm": 256}
+DEFAULT_MAX_LENGTH = {"cnn": 512, "transformer": 512, "minilm": 128}
+#: --ngram_blend when unset: on for MiniLM, where blending with NB-LR raised
+#: `valid` accuracy (bench/combination.py); the CNN has its own bigram branch.
+DEFAULT_NGRAM_BLEND = {"cnn": False, "transformer": False, "minilm": True}
 #: How Transform turns text into ids for each model (models/text.py words and
 #: a vocabulary learnt on train, or models/wordpiece.py with the encoder's own).
 TOKENIZERS = {"cnn": "words", "transformer": "words", "minilm": "wordpiece"}
@@ -135,12 +139,13 @@ class TransformConfig(CheckedConfig):
                                     "reproduce the ids without TensorFlow's FarmHash)",
                                  low=1, high=1)
     max_length: int | None = field(None, "tokens per review after padding/truncation (unset: "
-                                         "512 words; MiniLM 256 WordPiece pieces)",
+                                         "512 words; MiniLM 128 WordPiece pieces)",
                                    low=1, high=100_000)
-    ngram_blend: bool = field(False, "blend the model with an NB-weighted uni+bigram logistic "
-                                     "model (NB-LR): Transform learns the n-grams and their "
-                                     "log-count ratios on train, the Trainer fits it and the "
-                                     "blend weights (on valid); serving sees one model")
+    ngram_blend: bool | None = field(None, "blend the model with an NB-weighted uni+bigram "
+                                            "logistic model (NB-LR): Transform learns the "
+                                            "n-grams and their log-count ratios on train, the "
+                                            "Trainer fits it and the blend weights (on valid); "
+                                            "serving sees one model (unset: on for MiniLM)")
     ngram_vocab_size: int = field(500_000, "NB-LR: the most frequent train uni+bigrams kept",
                                   low=1, high=10_000_000)
     ngram_min_count: int = field(2, "NB-LR: n-grams seen fewer times in train are ignored",

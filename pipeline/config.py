@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from models.config import (
     DEFAULT_MAX_LENGTH,
+    DEFAULT_NGRAM_BLEND,
     MINILM_POSITIONS,
     TOKENIZERS,
     WORDPIECE_MIN_LENGTH,
@@ -144,9 +145,13 @@ class PipelineConfig:
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
+        model = self.train.model
         if self.transform.max_length is None:  # frozen: the model's default, filled once here
             object.__setattr__(self, "transform", dataclasses.replace(
-                self.transform, max_length=DEFAULT_MAX_LENGTH[self.train.model]))
+                self.transform, max_length=DEFAULT_MAX_LENGTH[model]))
+        if self.transform.ngram_blend is None:
+            object.__setattr__(self, "transform", dataclasses.replace(
+                self.transform, ngram_blend=DEFAULT_NGRAM_BLEND[model]))
         length = self.transform.max_length or 0
         if TOKENIZERS[self.train.model] == "wordpiece" and not (
                 WORDPIECE_MIN_LENGTH <= length <= MINILM_POSITIONS):

@@ -269,3 +269,14 @@ def test_the_word_tokenizer_rejects_a_wordpiece_spec_naming_the_file(release):
 def test_side_files_refuse_an_unknown_tokenizer():
     with pytest.raises(ValueError, match="tokenizer 'bpe'"):
         conv.side_files(VOCAB, MAX_LENGTH, 1, "bpe")
+
+
+def test_the_pretrained_encoder_ships_no_int8_variant_the_word_models_all_four():
+    """Integer activations through BERT's layer norms, GELUs and softmaxes
+    flipped 12% of decisions of the fine-tuned MiniLM: its small file is
+    dynamic_range (int8 weights, float activations)."""
+    assert [v.name for v in conv.variants_for(conv.WORDPIECE)] == [
+        "float32", "dynamic_range", "float16"]
+    assert [v.name for v in conv.variants_for(conv.WORDS)] == list(VARIANTS)
+    with pytest.raises(ValueError, match="sentencepiece"):
+        conv.variants_for("sentencepiece")

@@ -312,3 +312,5 @@ def test_a_wordpiece_encoder_runs_the_whole_pipeline_with_its_tokenizer_inside(t
     assert blend["weights"]["ngrams"] > 0
     spec = json.loads((out / "tflite" / version / "tokenizer.json").read_text())
     assert spec["kind"] == "wordpiece" and spec["max_length"] == 64
+    manifest = json.loads((out / "tflite" / version / "manifest.json").read_text())
+    assert set(manifest["variants"]) == {"float32", "dynamic_range", "float16"}

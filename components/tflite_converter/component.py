@@ -87,9 +87,12 @@ def _vocabulary(tokenizer: str, output: tft.TFTransformOutput) -> list[str]:
     return [t.decode() for t in output.vocabulary_by_name(text.VOCAB_NAME)]
 
 
-def variants_with(overrides: dict[str, dict[str, float]]) -> list[conv.Variant]:
-    """convert.VARIANTS with the configured tolerances in place of their defaults."""
-    return [dataclasses.replace(v, **overrides.get(v.name, {})) for v in conv.VARIANTS]
+def variants_with(overrides: dict[str, dict[str, float]],
+                  tokenizer: str = conv.WORDS) -> list[conv.Variant]:
+    """The tokenizer's variants (convert.variants_for) with the configured
+    tolerances in place of their defaults."""
+    return [dataclasses.replace(v, **overrides.get(v.name, {}))
+            for v in conv.variants_for(tokenizer)]
 
 
 @tfx.dsl.components.component
@@ -126,7 +129,7 @@ def TFLiteCheck(
         files, entries = conv.convert_all(
             loaded, calibration_ids=_token_ids(transform_output, calibration_texts),
             check_ids=ids, reference=reference, vocab=vocab, labels=labels,
-            variants=variants_with(json.loads(tolerances)), tokenizer=tokenizer)
+            variants=variants_with(json.loads(tolerances), tokenizer), tokenizer=tokenizer)
     except conv.DisagreementError as err:
         logging.warning("TFLiteCheck: FAILED: %s", err)
         tflite.set_string_custom_property(CHECK_STATUS, "failed")
