@@ -16,8 +16,9 @@ Every choice (NB-LR's setting, blend weights, standardisation) is made on
         --model=OUTPUT/serving/imdb_sentiment/<version> --output_dir=DIR \
         [--name=MiniLM] [--train_seconds=S]
 
-Writes DIR/combination.json and, when --train_seconds is given, one
-`--extra` file per model for `bench.ngram_baselines`' accuracy-vs-time plot.
+Writes DIR/combination.json and, when --train_seconds is given, a test
+accuracy against train time plot (combination.png) and one `--extra` file
+per model for `bench.ngram_baselines`' plot.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = ["Scores", "Row", "standardised_sum", "rows", "main"]
 
 PROG = "bench.combination"
 JSON_FILE = "combination.json"
+PNG_FILE = "combination.png"
 _BATCH = 64
 
 Floats = NDArray[np.float64]
@@ -173,6 +175,9 @@ def run(data: str, model_dir: str, output_dir: Path, name: str,
             point = {"name": row.name, "accuracy": row.accuracy, "f1": row.f1,
                      "train_seconds": seconds[row.name]}
             (output_dir / f"extra_{_slug(row.name)}.json").write_text(json.dumps(point) + "\n")
+        points = [nb.Point(row.name, row.accuracy, row.f1, seconds[row.name]) for row in table]
+        nb.plot(output_dir / PNG_FILE, ours=[points[1]], extras=[points[0], *points[2:]],
+                subtitle=f"eval = {meta['eval']}, {len(splits[EVAL].labels):,} reviews")
     log(f"wrote {output_dir / JSON_FILE}")
     return table
 

@@ -56,7 +56,9 @@ def _log_count_ratios(ids: tf.RaggedTensor, labels: tf.Tensor, vocab_size: int) 
     def counts(label: int) -> tf.Tensor:
         hits = tf.cast(tf.equal(row_labels, label), tf.float32)
         per_batch = tf.math.unsorted_segment_sum(hits, ids.flat_values, vocab_size)
-        return tft.sum(per_batch[tf.newaxis], reduce_instance_dims=False)
+        # Named: TFT's analyzer cache keys then stay the same on every trace.
+        return tft.sum(per_batch[tf.newaxis], reduce_instance_dims=False,
+                       name=f"ngram_label_{label}_counts")
 
     positive, negative = counts(1), counts(0)
     present = tf.cast(positive + negative > 0, tf.float32)

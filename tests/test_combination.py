@@ -78,6 +78,7 @@ def test_the_bench_scores_a_saved_model_and_writes_plot_points(tmp_path, capsys)
     assert points["keywords"]["train_seconds"] == 5
     assert points[blend_row["name"]]["train_seconds"] == pytest.approx(5 + nb_seconds)
     assert all(math.isfinite(p["accuracy"]) for p in points.values())
+    assert (out / combination.PNG_FILE).read_bytes()[:4] == b"\x89PNG"
     assert "blend fitted on valid" in capsys.readouterr().out
 
 
