@@ -96,9 +96,10 @@ def rows(encoder_name: str, encoder: Scores, ngram: Scores, valid_labels: NDArra
          test_labels: NDArray[Any]) -> list[Row]:
     """The table: each model alone, the blend fitted on valid, the
     standardised sum. Only valid labels enter a choice."""
-    weights = blend.fit_blend(np.stack([encoder.valid, ngram.valid], axis=1), valid_labels)
+    valid_logits = np.stack([encoder.valid, ngram.valid], axis=1)
+    weights = blend.fit_blend(valid_logits, valid_labels)
     blended = Scores(
-        blend.to_logit(blend.apply_blend(weights, np.stack([encoder.valid, ngram.valid], 1))),
+        blend.to_logit(blend.apply_blend(weights, valid_logits)),
         blend.to_logit(blend.apply_blend(weights, np.stack([encoder.test, ngram.test], 1))))
     disagree = float(np.mean((encoder.test > 0) != (ngram.test > 0)))
     return [

@@ -57,11 +57,11 @@ from sklearn.svm import LinearSVC
 
 from components.errors import UserFacingError
 from models.contract import EVAL, TRAIN, VALID
+from models.features import NGRAM_RANGE
 from models.text import TOKENIZER_VERSION, tokenize_py
 from pipeline.config import DataConfig, OneLineParser
 
 __all__ = [
-    "NGRAM_RANGE",
     "REFERENCE",
     "Setting",
     "Baseline",
@@ -90,9 +90,6 @@ __all__ = [
 PROG = "bench.ngram_baselines"
 JSON_FILE = "ngram_baselines.json"
 PNG_FILE = "ngram_baselines.png"
-#: Unigrams and bigrams: the features of the figures issue #10 quotes. Fixed,
-#: not tuned, so that the comparison with those figures holds.
-NGRAM_RANGE = (1, 2)
 #: The model every other one's test accuracy is compared with.
 REFERENCE = "NBSVM"
 # liblinear's default 1000 iterations stop short at the larger C of the grid;

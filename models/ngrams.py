@@ -24,10 +24,10 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-__all__ = ["NGRAM_RANGE", "VOCAB_NAME", "SMOOTHING", "ngram_features", "build_ngram_model"]
+from models import features
 
-#: Unigrams and bigrams: the n-grams NB-LR was tuned with (bench/ngram_baselines.py).
-NGRAM_RANGE = (1, 2)
+__all__ = ["VOCAB_NAME", "SMOOTHING", "ngram_features", "build_ngram_model"]
+
 #: The Transform vocabulary file of the n-grams (most frequent first).
 VOCAB_NAME = "ngrams"
 #: The add-one smoothing of the counts (the paper's alpha).
@@ -75,7 +75,7 @@ def ngram_features(words: tf.RaggedTensor, labels: tf.Tensor, vocab_size: int,
     at each n-gram the review contains. The vocabulary keeps the
     `vocab_size` most frequent uni+bigrams of train seen at least
     `min_count` times; rarer ones are ignored."""
-    grams = tf.strings.ngrams(words, ngram_width=NGRAM_RANGE, separator=_SEPARATOR)
+    grams = tf.strings.ngrams(words, ngram_width=features.NGRAM_RANGE, separator=_SEPARATOR)
     vocabulary = tft.vocabulary(grams, top_k=vocab_size,
                                 frequency_threshold=min_count if min_count > 1 else None,
                                 vocab_filename=VOCAB_NAME)

@@ -56,7 +56,7 @@ def _reference(output):
     scaled by the bench's nb_log_count_ratio: NB-LR's features."""
     vocabulary = [g.decode() for g in output.vocabulary_by_name(ngrams.VOCAB_NAME)]
     vectorizer = CountVectorizer(tokenizer=tokenize_py, lowercase=False, token_pattern=None,
-                                 ngram_range=ngrams.NGRAM_RANGE, vocabulary=vocabulary)
+                                 ngram_range=features.NGRAM_RANGE, vocabulary=vocabulary)
     binary = binarize(vectorizer.transform(TEXTS))
     ratio = nb.nb_log_count_ratio(binary, LABELS)
     return vocabulary, binary.toarray() * ratio
