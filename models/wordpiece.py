@@ -34,6 +34,8 @@ from models import text
 from models.config import WORDPIECE_MIN_LENGTH as MIN_LENGTH
 
 __all__ = ["CLS", "SEP", "PAD", "UNK", "SUFFIX", "MAX_BYTES_PER_WORD", "MIN_LENGTH",
+           "TOKENIZER_VERSION", "WHITESPACE", "ASCII_PUNCTUATION", "CJK_RANGES", "IGNORABLE",
+           "OWN_WORD_RE2", "DELIMITER_RE2",
            "head_tail", "special_ids", "register_ops", "tokenize_tf", "normalize_py", "words_py",
            "wordpiece_py", "ids_py"]
 
@@ -42,29 +44,35 @@ CLS, SEP, PAD, UNK = "[CLS]", "[SEP]", "[PAD]", "[UNK]"
 SUFFIX = "##"
 #: Longer words are one [UNK] (BERT's 100, counted in UTF-8 bytes as tensorflow-text does).
 MAX_BYTES_PER_WORD = 100
+#: Bumped whenever the rules of this module change: apps that port them
+#: (serving/mobile.py) refuse a version they do not implement rather than
+#: tokenise differently.
+TOKENIZER_VERSION = 1
 
 # What tensorflow-text's BasicTokenizer splits on: RE2's \s is ASCII
 # whitespace only; every punctuation character and CJK ideograph is a word.
-_WHITESPACE = frozenset("\t\n\f\r ")
-_ASCII_PUNCTUATION = frozenset(chr(c) for lo, hi in ((0x21, 0x2F), (0x3A, 0x40), (0x5B, 0x60),
+# Public because they are the rules: the tokenizer.json spec for apps is
+# written from them (components/tflite_converter/wordpiece_spec.py).
+WHITESPACE = frozenset("\t\n\f\r ")
+ASCII_PUNCTUATION = frozenset(chr(c) for lo, hi in ((0x21, 0x2F), (0x3A, 0x40), (0x5B, 0x60),
                                                      (0x7B, 0x7E)) for c in range(lo, hi + 1))
-_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
                (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 _HTML_TAG = re.compile(text.HTML_TAG)
 # Unicode's Default_Ignorable_Code_Point: ICU's NFKC_Casefold (tensorflow-
 # text's case_fold_utf8) deletes these (zero-width space, joiners, soft
 # hyphen, variation selectors, ...), so "zero\u200bwidth" is one word.
-_IGNORABLE = re.compile(
+IGNORABLE = re.compile(
     "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
     "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
     "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
 # The same rules in RE2 for tensorflow-text's regex_split (as its
 # BasicTokenizer writes them): split at whitespace and at words of their
 # own, keep the latter.
-_OWN_WORD_RE2 = "|".join(
+OWN_WORD_RE2 = "|".join(
     [r"[!-/]", r"[:-@]", r"[\[-`]", r"[{-~]", r"[\p{P}]",
-     *(f"[\\x{{{lo:X}}}-\\x{{{hi:X}}}]" for lo, hi in _CJK_RANGES)])
-_DELIMITER_RE2 = r"\s+|" + _OWN_WORD_RE2
+     *(f"[\\x{{{lo:X}}}-\\x{{{hi:X}}}]" for lo, hi in CJK_RANGES)])
+DELIMITER_RE2 = r"\s+|" + OWN_WORD_RE2
 
 
 def head_tail(max_length: int) -> tuple[int, int]:
@@ -109,7 +117,7 @@ def tokenize_tf(raw_text: Any, vocab: Sequence[str], max_length: int) -> Any:
     folded = tf_text.normalize_utf8(tf_text.case_fold_utf8(strings), "NFD")
     cleaned = tf.strings.regex_replace(tf.strings.regex_replace(folded, r"\p{Mn}", ""),
                                        r"\p{Cc}|\p{Cf}", " ")
-    words = tf_text.regex_split(cleaned, _DELIMITER_RE2, _OWN_WORD_RE2)
+    words = tf_text.regex_split(cleaned, DELIMITER_RE2, OWN_WORD_RE2)
     pieces = tf_text.FastWordpieceTokenizer(
         vocab=list(vocab), suffix_indicator=SUFFIX, max_bytes_per_word=MAX_BYTES_PER_WORD,
         token_out_type=tf.int64, unknown_token=UNK, no_pretokenization=True,
@@ -131,7 +139,7 @@ def normalize_py(raw: str) -> str:
     NFKC(casefold(NFKC))), accents
     stripped, control and format characters to spaces."""
     folded = unicodedata.normalize("NFKC", unicodedata.normalize(
-        "NFKC", _IGNORABLE.sub("", _HTML_TAG.sub(" ", raw))).casefold())
+        "NFKC", IGNORABLE.sub("", _HTML_TAG.sub(" ", raw))).casefold())
     stripped = "".join(c for c in unicodedata.normalize("NFD", folded)
                        if unicodedata.category(c) != "Mn")
     return "".join(" " if unicodedata.category(c) in ("Cc", "Cf") else c for c in stripped)
@@ -139,8 +147,8 @@ def normalize_py(raw: str) -> str:
 
 def _is_word_on_its_own(char: str) -> bool:
     code = ord(char)
-    return (char in _ASCII_PUNCTUATION or unicodedata.category(char).startswith("P")
-            or any(lo <= code <= hi for lo, hi in _CJK_RANGES))
+    return (char in ASCII_PUNCTUATION or unicodedata.category(char).startswith("P")
+            or any(lo <= code <= hi for lo, hi in CJK_RANGES))
 
 
 def words_py(normalized: str) -> list[str]:
@@ -148,11 +156,11 @@ def words_py(normalized: str) -> list[str]:
     words: list[str] = []
     current: list[str] = []
     for char in normalized:
-        if char in _WHITESPACE or _is_word_on_its_own(char):
+        if char in WHITESPACE or _is_word_on_its_own(char):
             if current:
                 words.append("".join(current))
                 current = []
-            if char not in _WHITESPACE:
+            if char not in WHITESPACE:
                 words.append(char)
         else:
             current.append(char)

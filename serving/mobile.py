@@ -55,7 +55,7 @@ VARIANTS = ("float32", "dynamic_range", "float16", "int8")
 #: The word tokenizer's tokenizer.json rules this module implements.
 SUPPORTED_TOKENIZER_VERSION = 2
 #: The "kind": "wordpiece" tokenizer.json version this module implements
-#: (models/wordpiece.py's rules; components/tflite_converter/wordpiece_spec.py writes it).
+#: (models/wordpiece.TOKENIZER_VERSION; components/tflite_converter/wordpiece_spec.py writes it).
 SUPPORTED_WORDPIECE_VERSION = 1
 _MANIFEST, _TOKENIZER = "manifest.json", "tokenizer.json"
 #: tokenizer.json's "kind"s; the word tokenizer's file has none.

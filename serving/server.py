@@ -90,6 +90,26 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type for an integer in [least, most]: a thread count of 0
+    or a port of 70000 is refused at start, in one line, not met later as
+    a hang or a bind error."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+        if number < least or (most is not None and number > most):
+            bound = f"from {least} to {most}" if most is not None else f">= {least}"
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value!r}")
+        return number
+    return parse
+
+
+_port = _int_at_least(0, 65535)
+_positive = _int_at_least(1)
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     """Everything a server needs, parsed once from the command line."""
@@ -137,13 +157,15 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
     parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
-    add("--port", type=int, default=8500, help="gRPC port")
-    add("--rest_api_port", type=int, default=0, help="REST port (0: no REST API)")
+    add("--port", type=_port, default=8500, help="gRPC port (0: any free port)")
+    add("--rest_api_port", type=_port, default=0, help="REST port (0: no REST API)")
     add("--host", default="127.0.0.1", help="address to bind (TF Serving: all interfaces)")
     add("--model_name", default="default")
     add("--model_base_path", default="")
     add("--model_config_file", default="", help="text-format ModelServerConfig")
-    add("--file_system_poll_wait_seconds", type=float, default=1.0)
+    add("--file_system_poll_wait_seconds", type=_seconds, default=1.0, metavar="N",
+        help="look for new versions every N seconds; 0: only at start (TF Serving's "
+             "negative, 'wait forever for a first model', is for its own tests and refused)")
     add("--model_config_file_poll_wait_seconds", type=_seconds, default=0.0, metavar="N",
         help="with --model_config_file: re-read that file every N seconds and, when "
              "its content changed, switch to its models all or nothing (a file that "
@@ -153,11 +175,11 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
     add("--batching_parameters_file", default="")
     add("--ssl_config_file", default="", help="text-format SSLConfig (gRPC)")
     add("--monitoring_config_file", default="", help="text-format MonitoringConfig")
-    add("--grpc_max_threads", type=int, default=16)
-    add("--rest_api_num_threads", type=int, default=8)
-    add("--max_concurrent_requests", type=int, default=256,
+    add("--grpc_max_threads", type=_positive, default=16)
+    add("--rest_api_num_threads", type=_positive, default=8)
+    add("--max_concurrent_requests", type=_positive, default=256,
         help="in-flight requests per API beyond which RESOURCE_EXHAUSTED is answered")
-    add("--max_request_bytes", type=int, default=64 * 1024 * 1024)
+    add("--max_request_bytes", type=_positive, default=64 * 1024 * 1024)
     args = parser.parse_args(argv)
     config_text = ""
     if args.model_config_file:

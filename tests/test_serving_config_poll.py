@@ -168,18 +168,30 @@ def test_a_bad_file_keeps_the_previous_models_and_the_next_good_edit_applies(
               "the good edit served", timeout_s=30)
 
 
-def test_negative_poll_wait_is_refused_at_start_in_one_line(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """-1 is not a wait: argparse refuses it (exit status 2) with one error
-    line naming the flag and the value, before any model is read."""
+@pytest.mark.parametrize(("flag", "value", "reason"), [
+    ("--model_config_file_poll_wait_seconds", "-1",
+     "must be a finite number of seconds >= 0, got '-1'"),
+    ("--file_system_poll_wait_seconds", "-1", "must be a finite number of seconds >= 0, got '-1'"),
+    ("--file_system_poll_wait_seconds", "inf",
+     "must be a finite number of seconds >= 0, got 'inf'"),
+    ("--port", "70000", "must be an integer from 0 to 65535, got '70000'"),
+    ("--rest_api_port", "-5", "must be an integer from 0 to 65535, got '-5'"),
+    ("--grpc_max_threads", "0", "must be an integer >= 1, got '0'"),
+    ("--rest_api_num_threads", "two", "not an integer: 'two'"),
+    ("--max_concurrent_requests", "0", "must be an integer >= 1, got '0'"),
+    ("--max_request_bytes", "-1", "must be an integer >= 1, got '-1'"),
+])
+def test_an_out_of_range_number_is_refused_at_start_in_one_line(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str, value: str,
+        reason: str) -> None:
+    """A wait, port or count with no meaning is refused by argparse (exit
+    status 2) with one error line naming the flag and the value, before any
+    model is read: not turned into 'never', a bind error or a hang later."""
     with pytest.raises(SystemExit) as caught:
-        parse_flags([f"--model_config_file={tmp_path / 'absent.config'}",
-                     "--model_config_file_poll_wait_seconds=-1"])
+        parse_flags([f"--model_config_file={tmp_path / 'absent.config'}", f"{flag}={value}"])
     assert caught.value.code == 2
     errors = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
-    assert errors == ["python -m serving.server: error: argument "
-                      "--model_config_file_poll_wait_seconds: must be a finite number of "
-                      "seconds >= 0, got '-1'"]
+    assert errors == [f"python -m serving.server: error: argument {flag}: {reason}"]
 
 
 def test_zero_reads_the_file_once_and_a_positive_wait_is_kept(tmp_path: Path) -> None:

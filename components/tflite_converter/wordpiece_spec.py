@@ -17,13 +17,10 @@ from typing import Any
 
 from models import text, wordpiece
 
-__all__ = ["KIND", "VERSION", "tokenizer_spec"]
+__all__ = ["KIND", "tokenizer_spec"]
 
 #: tokenizer.json's "kind" for this tokenizer (the word tokenizer's file has none).
 KIND = "wordpiece"
-#: Bumped whenever models/wordpiece.py's rules change: serving/mobile.py
-#: refuses a version it does not implement rather than tokenise differently.
-VERSION = 1
 
 
 def _ranges(code_points: Iterable[int]) -> list[list[int]]:
@@ -52,23 +49,23 @@ def tokenizer_spec(vocab: Sequence[str], max_length: int, vocab_file: str) -> di
     """What a mobile app needs to turn text into the model's int32 input."""
     ids = wordpiece.special_ids(vocab)
     head, tail = wordpiece.head_tail(max_length)
-    # The private sets of models/wordpiece.py are the rules themselves; read,
-    # not copied, so that a change there reaches the spec.
-    own_word = _ranges([*(ord(c) for c in wordpiece._ASCII_PUNCTUATION),
-                        *(c for lo, hi in wordpiece._CJK_RANGES for c in range(lo, hi + 1))])
+    # models/wordpiece.py's sets are the rules themselves; read, not copied,
+    # so that a change there reaches the spec.
+    own_word = _ranges([*(ord(c) for c in wordpiece.ASCII_PUNCTUATION),
+                        *(c for lo, hi in wordpiece.CJK_RANGES for c in range(lo, hi + 1))])
     return {
         "kind": KIND,
-        "tokenizer_version": VERSION,
+        "tokenizer_version": wordpiece.TOKENIZER_VERSION,
         "html_tag_regex": text.HTML_TAG,
-        "deleted_code_points": _ranges(_class_code_points(wordpiece._IGNORABLE.pattern)),
+        "deleted_code_points": _ranges(_class_code_points(wordpiece.IGNORABLE.pattern)),
         "case_folding": "NFKC_Casefold",
         "strip_accents": "NFD, then drop general category Mn",
         "to_space_categories": ["Cc", "Cf"],
-        "whitespace": "".join(sorted(wordpiece._WHITESPACE)),
+        "whitespace": "".join(sorted(wordpiece.WHITESPACE)),
         "own_word_code_points": own_word,
         "own_word_category_prefix": "P",
-        "delimiter_regex_re2": wordpiece._DELIMITER_RE2,
-        "own_word_regex_re2": wordpiece._OWN_WORD_RE2,
+        "delimiter_regex_re2": wordpiece.DELIMITER_RE2,
+        "own_word_regex_re2": wordpiece.OWN_WORD_RE2,
         "suffix_indicator": wordpiece.SUFFIX,
         "max_bytes_per_word": wordpiece.MAX_BYTES_PER_WORD,
         "unknown_token": wordpiece.UNK,
