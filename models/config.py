@@ -207,6 +207,13 @@ class TrainConfig(CheckedConfig):
                                        low_open=True)
     ngram_epochs: int = field(3, "NB-LR: epochs (the best on valid loss is kept)", low=1,
                               high=1000)
+    curve_every_steps: int = field(0, "learning curve: measure the model on `valid` reviews "
+                                      "every N training steps (history.json's curve_* keys, "
+                                      "plotted in the release report; 0: off)",
+                                   low=0, high=10_000_000)
+    curve_reviews: int = field(512, "learning curve: how many `valid` reviews each point "
+                                    "measures, in whole batches (0: all of them)",
+                               low=0, high=10_000_000)
     early_stopping_patience: int = field(2, "epochs without `valid` loss improvement before "
                                             "stopping", low=0, high=1000)
     num_cpu_devices: int = field(2, "logical CPU devices for MirroredStrategy when no GPU",

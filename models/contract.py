@@ -26,6 +26,7 @@ __all__ = [
     "LABELS",
     "POSITIVE_LABEL",
     "HISTORY_FILE",
+    "CURVE_PREFIX",
     "BLEND_FILE",
     "ENCODER_WEIGHTS_FILE",
 ]
@@ -65,6 +66,9 @@ POSITIVE_LABEL = LABELS[1]
 
 #: Per-epoch training metrics the Trainer writes into its model_run artifact.
 HISTORY_FILE = "history.json"
+#: With --curve_every_steps: history keys of the learning curve's points
+#: (curve_step, curve_seconds, curve_loss, curve_accuracy, curve_auc).
+CURVE_PREFIX = "curve_"
 #: With --ngram_blend: the blend's weights and each part's valid accuracy.
 BLEND_FILE = "blend.json"
 #: The pre-trained encoder's weights in the Pretrainer's model artifact.

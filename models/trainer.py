@@ -27,7 +27,7 @@ from models.cnn import build_cnn
 from models.config import TOKENIZERS, TrainConfig
 from models.distribution import cluster_role, make_strategy
 from models.job import Job, count_batches, global_batch, read_job, write_history
-from models.training_loop import ParameterGroup, TrainedGroups, fit
+from models.training_loop import Curve, ParameterGroup, TrainedGroups, fit
 from models.transformer import build_transformer, load_encoder
 from models.transformer import layer_groups as transformer_layer_groups
 
@@ -227,6 +227,14 @@ def fine_tuning_plan(model: keras.Model, config: TrainConfig, total_steps: int,
     return groups, lambda epoch: min(len(groups), epoch + 1)
 
 
+def _curve(config: TrainConfig, valid: tf.data.Dataset, batch: int) -> Curve | None:
+    """The learning curve's settings: the first `curve_reviews` of valid."""
+    if not config.curve_every_steps:
+        return None
+    data = valid.take(-(-config.curve_reviews // batch)) if config.curve_reviews else valid
+    return Curve(data, config.curve_every_steps)
+
+
 def _callbacks(run_dir: str, patience: int) -> list[keras.callbacks.Callback]:
     """Early stopping on `valid` loss (the best epoch's weights are kept),
     the best checkpoint and TensorBoard logs in the run folder."""
@@ -283,7 +291,8 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
     callbacks = _callbacks(run_dir, train_config.early_stopping_patience)
     history = fit(model, strategy, train_ds, valid_ds, epochs=train_config.epochs,
                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, groups=groups,
-                  trained_groups=trained_groups, jit_compile=bool(train_config.jit_compile))
+                  trained_groups=trained_groups, jit_compile=bool(train_config.jit_compile),
+                  curve=_curve(train_config, valid_ds, batch))
     write_history(run_dir, history)
     exported = float32_copy(model, train_config, job.vocab_total, max_length)
     mixed = None

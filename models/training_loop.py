@@ -32,8 +32,10 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-__all__ = ["CLASSIFICATION", "ParameterGroup", "Task", "TrainedGroups", "fit",
-           "with_regularization"]
+from models.contract import CURVE_PREFIX
+
+__all__ = ["CLASSIFICATION", "Curve", "ParameterGroup", "Task", "TrainedGroups",
+           "fit", "with_regularization"]
 
 #: (model, batch, training, metrics) -> this replica's loss; updates `metrics`.
 Forward = Callable[[keras.Model, Any, bool, dict[str, keras.metrics.Metric]], tf.Tensor]
@@ -93,6 +95,16 @@ class ParameterGroup:
 #: epoch (0-based) -> how many groups, from the first, train in that epoch.
 TrainedGroups = Callable[[int], int]
 
+@dataclasses.dataclass(frozen=True)
+class Curve:
+    """The learning curve: the task's metrics on `data` before the first
+    step, every `every_steps` steps and at each epoch's end. A fine-tune of
+    one epoch has one point per epoch otherwise, which cannot tell how many
+    steps (so how much GPU time) a bigger run needs."""
+
+    data: tf.data.Dataset
+    every_steps: int
+
 
 def _step_functions(model: keras.Model, strategy: tf.distribute.Strategy, task: Task,
                     metrics: dict[str, keras.metrics.Metric],
@@ -115,14 +127,6 @@ def _step_functions(model: keras.Model, strategy: tf.distribute.Strategy, task: 
             # optimizer: dividing by their number makes it the global mean.
             scaled = loss / replicas
         return tape.gradient(scaled, variables)
-
-    def forward(batch: Any) -> None:
-        task.forward(model, batch, False, metrics)
-
-    evaluate = tf.function(forward, jit_compile=True) if jit_compile else forward
-
-    def valid_replica(batch: Any) -> None:
-        evaluate(batch)
 
     def replica_step(active: Sequence[ParameterGroup]) -> Callable[[Any], None]:
         variables = [v for group in active for v in group.variables]
@@ -148,11 +152,32 @@ def _step_functions(model: keras.Model, strategy: tf.distribute.Strategy, task: 
                 lambda batch: strategy.run(train_replica, args=(batch,)))
         return steps[count]
 
-    @tf.function
-    def valid_step(batch: Any) -> None:
-        strategy.run(valid_replica, args=(batch,))
+    return train_step, _evaluation_step(model, strategy, task, metrics, jit_compile)
 
-    return train_step, valid_step
+
+def _evaluation_step(model: keras.Model, strategy: tf.distribute.Strategy, task: Task,
+                     metrics: dict[str, keras.metrics.Metric], jit_compile: bool,
+                     ) -> Callable[..., None]:
+    """A step that updates `metrics` with one distributed batch, no training."""
+    def forward(batch: Any) -> None:
+        task.forward(model, batch, False, metrics)
+
+    replica = tf.function(forward, jit_compile=True) if jit_compile else forward
+
+    @tf.function
+    def step(batch: Any) -> None:
+        strategy.run(replica, args=(batch,))
+
+    return step
+
+
+def _evaluate(step: Callable[..., None], batches: Any,
+              metrics: dict[str, keras.metrics.Metric], prefix: str) -> dict[str, float]:
+    """The metrics of one pass of `step` over `batches`."""
+    _reset(metrics)
+    for batch in batches:
+        step(batch)
+    return _results(metrics, prefix)
 
 
 class _StepProgress(keras.callbacks.Callback):
@@ -193,7 +218,8 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dat
         callbacks: list[keras.callbacks.Callback], task: Task = CLASSIFICATION,
         groups: Sequence[ParameterGroup] | None = None,
         trained_groups: TrainedGroups | None = None,
-        progress_every_s: float = 60.0, jit_compile: bool = False) -> dict[str, list[float]]:
+        progress_every_s: float = 60.0, jit_compile: bool = False,
+        curve: Curve | None = None) -> dict[str, list[float]]:
     """Trains `model` (compiled with its optimizer, built under `strategy`'s
     scope) on `task` and returns `History.history`: the task's metrics (for
     classification loss, accuracy, auc) and their `val_` twins per epoch.
@@ -205,7 +231,9 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dat
     many of them, from the first, train in an epoch (default: all), which
     is gradual unfreezing when the groups run from the head down. Within an
     epoch a progress line is logged at most every `progress_every_s`.
-    `jit_compile`: XLA for each replica's forward and backward pass."""
+    `jit_compile`: XLA for each replica's forward and backward pass.
+    `curve` adds the learning curve's points to the history (CURVE_PREFIX
+    keys), measured with metrics of their own so an epoch's are untouched."""
     groups = groups or [ParameterGroup(tuple(model.trainable_variables), model.optimizer)]
     with strategy.scope():
         metrics = {m.name: m for m in task.metrics()}
@@ -220,9 +248,13 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dat
     hooks = keras.callbacks.CallbackList([*callbacks, progress, history], add_progbar=True,
                                          verbose=2,
                                          epochs=epochs, steps=steps_per_epoch, model=model)
+    recorder = _CurveRecorder(model, strategy, task, curve, jit_compile) if curve else None
     model.stop_training = False
     hooks.on_train_begin()
     logs: dict[str, float] = {}
+    done = 0  # steps over all epochs
+    if recorder:
+        recorder.record(done)
     for epoch in range(epochs):
         _reset(metrics)
         hooks.on_epoch_begin(epoch)
@@ -230,14 +262,44 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dat
         for step, batch in enumerate(train_batches):
             hooks.on_train_batch_begin(step)
             step_fn(batch)
+            done += 1
+            if recorder and done % recorder.every_steps == 0:
+                recorder.record(done)
             hooks.on_train_batch_end(step)
         logs = _results(metrics)
-        _reset(metrics)
-        for batch in valid_batches:
-            valid_step(batch)
-        logs.update(_results(metrics, prefix="val_"))
+        logs.update(_evaluate(valid_step, valid_batches, metrics, prefix="val_"))
+        if recorder and done % recorder.every_steps:
+            recorder.record(done)  # the epoch's last point
         hooks.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
     hooks.on_train_end(logs)
-    return history.history
+    return {**history.history, **(recorder.points if recorder else {})}
+
+
+class _CurveRecorder:
+    """Measures and keeps the learning curve's points (see `Curve`), with
+    metrics of its own. `seconds` is training time: the time spent
+    measuring the curve itself is left out."""
+
+    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, task: Task,
+                 curve: Curve, jit_compile: bool) -> None:
+        with strategy.scope():
+            self.metrics = {m.name: m for m in task.metrics()}
+        self.step = _evaluation_step(model, strategy, task, self.metrics, jit_compile)
+        self.batches = strategy.experimental_distribute_dataset(curve.data)
+        self.every_steps = curve.every_steps
+        self.points: dict[str, list[float]] = {}
+        self.started, self.measuring = time.monotonic(), 0.0
+
+    def record(self, done: int) -> None:
+        """One point after `done` training steps."""
+        start = time.monotonic()
+        measured = _evaluate(self.step, self.batches, self.metrics, prefix="")
+        logging.info("learning curve: step %d, %s", done,
+                     ", ".join(f"{name} {value:.4f}" for name, value in measured.items()))
+        point = {"step": float(done), "seconds": start - self.started - self.measuring,
+                 **measured}
+        for name, value in point.items():
+            self.points.setdefault(CURVE_PREFIX + name, []).append(value)
+        self.measuring += time.monotonic() - start

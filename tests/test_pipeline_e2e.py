@@ -291,14 +291,15 @@ def test_a_wordpiece_encoder_runs_the_whole_pipeline_with_its_tokenizer_inside(t
     Evaluator, the TFLite and infra checks (TF Text ops registered in each)
     to a release whose raw-text signature tokenises inside. With
     --ngram_blend, Transform also learns NB-LR's n-grams and the released
-    model serves the encoder blended with NB-LR (weights fitted on valid)."""
+    model serves the encoder blended with NB-LR (weights fitted on valid).
+    Its learning curve (64 valid reviews every 5 steps) reaches the report."""
     corpus = write_demo_corpus(tmp_path / "data", SPEC)
     out = tmp_path / "out"
     verdict = _run(corpus, out, "--model=minilm", "--encoder_init=random", "--num_layers=2",
                    "--embedding_dim=32", "--num_heads=2", "--ff_dim=64", "--max_length=64",
                    "--epochs=10", "--learning_rate=0.001", "--dropout=0.1",
                    "--early_stopping_patience=4", "--min_accuracy=0.7", "--ngram_blend=true",
-                   "--ngram_vocab_size=5000")
+                   "--ngram_vocab_size=5000", "--curve_every_steps=5", "--curve_reviews=64")
     assert verdict["status"] == "released", verdict
     assert verdict["metrics"]["overall"]["binary_accuracy"] >= 0.7
     version = str(verdict["version"])
@@ -314,3 +315,8 @@ def test_a_wordpiece_encoder_runs_the_whole_pipeline_with_its_tokenizer_inside(t
     assert spec["kind"] == "wordpiece" and spec["max_length"] == 64
     manifest = json.loads((out / "tflite" / version / "manifest.json").read_text())
     assert set(manifest["variants"]) == {"float32", "dynamic_range", "float16"}
+    history = json.loads((out / "metrics.json").read_text())["training_history"]
+    steps = history["curve_step"]
+    assert steps[:3] == [0, 5, 10] and len(history["curve_accuracy"]) == len(steps)
+    assert max(history["curve_accuracy"]) >= 0.7
+    assert (out / "learning_curve.png").stat().st_size > 1000

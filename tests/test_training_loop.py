@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from models.distribution import make_strategy
-from models.training_loop import fit
+from models.training_loop import Curve, fit
 
 
 def _data(seed: int = 0) -> tuple[tf.data.Dataset, np.ndarray]:
@@ -69,6 +69,33 @@ def test_early_stopping_ends_the_loop_and_restores_the_best_epoch():
     assert len(losses) < 20
     assert min(losses[:-1]) < losses[-1]
     np.testing.assert_allclose(model(ids).numpy(), best["probabilities"], rtol=1e-6)
+
+
+def test_the_learning_curve_is_measured_at_its_steps_and_changes_nothing_else():
+    """Points before training, every 3 steps and at each epoch's end (5
+    steps an epoch: 0, 3, 5, 6, 9, 10). Measuring them leaves the weights
+    and the epochs' metrics as they are without a curve; the point at an
+    epoch's end, on the valid data, is that epoch's val_ metrics."""
+    strategy = make_strategy({})
+    data, ids = _data()
+    data = data.unbatch().batch(12, drop_remainder=True)  # 5 steps an epoch
+    valid, _ = _data(seed=1)
+    plain = _model(strategy, keras.optimizers.SGD(0.5))
+    without = fit(plain, strategy, data, valid, epochs=2, steps_per_epoch=5, callbacks=[])
+    curved = _model(strategy, keras.optimizers.SGD(0.5))
+    history = fit(curved, strategy, data, valid, epochs=2, steps_per_epoch=5, callbacks=[],
+                  curve=Curve(valid, every_steps=3))
+
+    assert history["curve_step"] == [0, 3, 5, 6, 9, 10]
+    for key, values in without.items():
+        np.testing.assert_allclose(history[key], values, rtol=1e-6, err_msg=key)
+    np.testing.assert_allclose(curved(ids).numpy(), plain(ids).numpy(), rtol=1e-6)
+    for metric in ("loss", "accuracy", "auc"):
+        at_epoch_ends = [history[f"curve_{metric}"][i] for i in (2, 5)]
+        np.testing.assert_allclose(at_epoch_ends, history[f"val_{metric}"], rtol=1e-6)
+    assert history["curve_accuracy"][0] != history["curve_accuracy"][-1]  # it learned
+    seconds = history["curve_seconds"]
+    assert seconds[0] < 1 and seconds == sorted(seconds)
 
 
 def _rate_at(optimizer: keras.optimizers.Optimizer, step: int) -> float:

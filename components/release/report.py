@@ -18,6 +18,7 @@ from typing import Any
 import tensorflow_model_analysis as tfma
 
 from components.release.layout import METRICS_FILE, REPORT_FILE
+from models.contract import CURVE_PREFIX
 
 __all__ = ["collect_metrics", "validation", "render"]
 
@@ -130,11 +131,31 @@ def _plots(overall: dict[str, Any], curve: list[tuple[float, float, float]],
             ax.set_title(metric)
             ax.legend()
         images["training_curves"] = fig
+    steps = history.get(f"{CURVE_PREFIX}step")
+    if steps:
+        images["learning_curve"] = _learning_curve(plt, steps, history)
     pngs = {}
     for name, fig in images.items():
         pngs[name] = _png(fig)
         plt.close(fig)
     return pngs
+
+
+def _learning_curve(plt: Any, steps: list[float], history: dict[str, list[float]]) -> Any:
+    """valid accuracy and loss against training steps (the Trainer's
+    --curve_every_steps points), training minutes on a second axis."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+        ax.plot(steps, history.get(f"{CURVE_PREFIX}{metric}", []), marker="o")
+        ax.set_xlabel("training step")
+        ax.set_title(f"valid {metric}")
+    seconds = history.get(f"{CURVE_PREFIX}seconds", [])
+    if len(seconds) == len(steps) and steps[-1] > 0 and seconds[-1] > 0:
+        per_step = seconds[-1] / steps[-1] / 60
+        axes[0].secondary_xaxis("top", functions=(lambda x: x * per_step,
+                                                  lambda m: m / per_step)).set_xlabel(
+            "training minutes (this host)")
+    return fig
 
 
 def _html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
