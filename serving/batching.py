@@ -3,10 +3,13 @@ model call, as `tensorflow_model_server --enable_batching` does.
 
 A model call costs much the same for 1 row as for 32, so under load the
 server's throughput is the model's batched throughput only if requests are
-merged. Batches form greedily: a worker takes what is queued when it becomes
-free (and waits up to `batch_timeout_s` for more, 0 by default), so a lone
-request is never delayed and a burst fills the next batch while the current
-one runs.
+merged. At most `num_batch_threads` model calls run at a time. A request
+that finds one of them free and nothing queued runs at once, in its own
+thread: a lone request pays no hand-over to a batch thread. Otherwise it is
+queued, and batches form greedily: a batch thread that gets a free call
+takes everything queued meanwhile (and waits up to `batch_timeout_s` for
+more, 0 by default), so a burst fills the next batch while the current one
+runs.
 """
 
 from __future__ import annotations
@@ -53,12 +56,17 @@ class Batcher:
         self._options = options
         self._queue: queue.Queue[Any] = queue.Queue(
             maxsize=options.max_enqueued_batches * options.max_batch_size)
-        self._lock = threading.Lock()
+        # Guards _closed and the model-call count; batch threads wait on it
+        # for a free call.
+        self._lock = threading.Condition()
         self._closed = False
+        self._calls = max(1, options.num_batch_threads)
+        self._running = 0  # model calls in progress, inline or batched
+        self._holding = 0  # batch threads holding a queued request, waiting for a call
         self._pending: Any = None  # an item taken but not fitting the last batch
         self._take_lock = threading.Lock()
         self._threads = [threading.Thread(target=self._work, name=f"batch-{name}-{i}", daemon=True)
-                         for i in range(max(1, options.num_batch_threads))]
+                         for i in range(self._calls)]
         for thread in self._threads:
             thread.start()
 
@@ -70,11 +78,31 @@ class Batcher:
         with self._lock:
             if self._closed:  # unloaded meanwhile: the model object is still alive
                 return self._run(inputs)
+            inline = (self._running < self._calls and not self._holding
+                      and self._pending is None and self._queue.empty())
+            if inline:
+                self._running += 1
+            else:
+                try:
+                    self._queue.put_nowait((inputs, future))
+                except queue.Full:
+                    raise ServingError("UNAVAILABLE",
+                                       "The batch scheduling queue is full") from None
+        if inline:
             try:
-                self._queue.put_nowait((inputs, future))
-            except queue.Full:
-                raise ServingError("UNAVAILABLE", "The batch scheduling queue is full") from None
+                return self._run(inputs)
+            finally:
+                self._finished()
         return future.result()
+
+    def queued(self) -> int:
+        """Requests waiting for a model call (taken by a batch thread or not)."""
+        return self._queue.qsize() + (self._pending is not None) + self._holding
+
+    def _finished(self) -> None:
+        with self._lock:
+            self._running -= 1
+            self._lock.notify()
 
     def close(self) -> None:
         """Runs what is queued, then stops the workers (requests after this run unbatched)."""
@@ -91,6 +119,11 @@ class Batcher:
             self._pending = None
             if first is _STOP:
                 return None
+            with self._lock:  # a free model call first: what queues meanwhile joins the batch
+                self._holding += 1
+                self._lock.wait_for(lambda: self._running < self._calls)
+                self._holding -= 1
+                self._running += 1
             batch = [first]
             rows = _rows(first[0])
             deadline = monotonic() + self._options.batch_timeout_s
@@ -109,7 +142,10 @@ class Batcher:
 
     def _work(self) -> None:
         while (batch := self._take()) is not None:
-            self._execute(batch)
+            try:
+                self._execute(batch)
+            finally:
+                self._finished()
 
     def _execute(self, batch: list[tuple[Arrays, Future[dict[str, np.ndarray]]]]) -> None:
         if len(batch) == 1:

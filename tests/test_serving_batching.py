@@ -1,0 +1,149 @@
+"""Server-side batching (serving/batching.py): requests that arrive while
+the model is busy run as one merged call, a lone request runs at once in
+its own thread, and no more model calls run at a time than configured."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pytest
+
+from serving.batching import Batcher, BatchingOptions
+
+TIMEOUT_S = 30
+
+
+class Model:
+    """Doubles its input; records each call's rows, thread and concurrency.
+    `gate`, when set, holds every call until it is opened."""
+
+    def __init__(self, gate: threading.Event | None = None, seconds: float = 0.0) -> None:
+        self.gate, self.seconds = gate, seconds
+        self.calls: list[int] = []
+        self.threads: list[str] = []
+        self.running = self.most_running = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self.lock:
+            self.calls.append(len(inputs["x"]))
+            self.threads.append(threading.current_thread().name)
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            if self.gate is not None:
+                assert self.gate.wait(TIMEOUT_S)
+            time.sleep(self.seconds)
+            if (inputs["x"] < 0).any():
+                raise ValueError("negative input")
+            return {"y": inputs["x"] * 2}
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def _in_threads(count: int, target: Callable[[int], None]) -> list[threading.Thread]:
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(TIMEOUT_S)
+        assert not thread.is_alive()
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def batcher_of() -> Callable[..., Batcher]:
+    made: list[Batcher] = []
+
+    def make(model: Model, **options: float) -> Batcher:
+        batcher = Batcher(model, BatchingOptions(**options), "test")  # type: ignore[arg-type]
+        made.append(batcher)
+        return batcher
+    yield make
+    for batcher in made:
+        batcher.close()
+
+
+def test_a_lone_request_runs_at_once_in_the_callers_thread(batcher_of):
+    model = Model()
+    batcher = batcher_of(model)
+    result = batcher.submit({"x": np.array([1.0, 2.0])})
+    np.testing.assert_array_equal(result["y"], [2.0, 4.0])
+    assert model.threads == [threading.current_thread().name]
+
+
+def test_requests_arriving_while_the_model_is_busy_run_as_one_call(batcher_of):
+    """One call at a time: the first request runs; the five sent meanwhile
+    wait and then run as a single call of 5 rows, each answered its own."""
+    gate = threading.Event()
+    model = Model(gate)
+    batcher = batcher_of(model, num_batch_threads=1)
+    results: dict[int, np.ndarray] = {}
+
+    def send(i: int) -> None:
+        results[i] = batcher.submit({"x": np.array([float(i)])})["y"]
+
+    first = _in_threads(1, send)
+    _wait_until(lambda: model.calls == [1])
+    rest = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(1, 6)]
+    for thread in rest:
+        thread.start()
+    _wait_until(lambda: batcher.queued() == 5)
+    gate.set()
+    _join(first + rest)
+    assert model.calls == [1, 5]
+    assert {i: float(r[0]) for i, r in results.items()} == {i: 2.0 * i for i in range(6)}
+
+
+def test_no_more_model_calls_run_at_once_than_batch_threads(batcher_of):
+    model = Model(seconds=0.01)
+    batcher = batcher_of(model, num_batch_threads=2)
+    answers: dict[int, float] = {}
+
+    def send(i: int) -> None:
+        for _ in range(5):
+            answers[i] = float(batcher.submit({"x": np.array([float(i)])})["y"][0])
+
+    _join(_in_threads(24, send))
+    assert model.most_running == 2
+    assert answers == {i: 2.0 * i for i in range(24)}
+    assert len(model.calls) < 120  # merged: fewer calls than requests
+
+
+def test_a_bad_request_fails_alone_and_its_batch_mates_are_answered(batcher_of):
+    gate = threading.Event()
+    model = Model(gate)
+    batcher = batcher_of(model, num_batch_threads=1)
+    outcomes: dict[int, object] = {}
+
+    def send(i: int) -> None:
+        try:
+            outcomes[i] = float(batcher.submit({"x": np.array([float(i) if i != 3 else -1.0])})
+                                ["y"][0])
+        except ValueError as error:
+            outcomes[i] = str(error)
+
+    first = _in_threads(1, send)
+    _wait_until(lambda: model.calls == [1])
+    rest = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(1, 6)]
+    for thread in rest:
+        thread.start()
+    _wait_until(lambda: batcher.queued() == 5)
+    gate.set()
+    _join(first + rest)
+    assert outcomes == {0: 0.0, 1: 2.0, 2: 4.0, 3: "negative input", 4: 8.0, 5: 10.0}
+    assert model.calls == [1, 5, 1, 1, 1, 1, 1]  # the merged call failed: each alone
