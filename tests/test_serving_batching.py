@@ -65,6 +65,20 @@ def _wait_until(condition: Callable[[], bool]) -> None:
         time.sleep(0.005)
 
 
+def _one_busy_then_five_queued(model: Model, gate: threading.Event, batcher: Batcher,
+                               send: Callable[[int], None]) -> None:
+    """Request 0 runs and holds the only model call; requests 1-5 queue
+    behind it; then the gate opens and every request is answered."""
+    first = _in_threads(1, send)
+    _wait_until(lambda: model.calls == [1])
+    rest = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(1, 6)]
+    for thread in rest:
+        thread.start()
+    _wait_until(lambda: batcher.queued() == 5)
+    gate.set()
+    _join(first + rest)
+
+
 @pytest.fixture
 def batcher_of() -> Callable[..., Batcher]:
     made: list[Batcher] = []
@@ -97,14 +111,7 @@ def test_requests_arriving_while_the_model_is_busy_run_as_one_call(batcher_of):
     def send(i: int) -> None:
         results[i] = batcher.submit({"x": np.array([float(i)])})["y"]
 
-    first = _in_threads(1, send)
-    _wait_until(lambda: model.calls == [1])
-    rest = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(1, 6)]
-    for thread in rest:
-        thread.start()
-    _wait_until(lambda: batcher.queued() == 5)
-    gate.set()
-    _join(first + rest)
+    _one_busy_then_five_queued(model, gate, batcher, send)
     assert model.calls == [1, 5]
     assert {i: float(r[0]) for i, r in results.items()} == {i: 2.0 * i for i in range(6)}
 
@@ -137,13 +144,6 @@ def test_a_bad_request_fails_alone_and_its_batch_mates_are_answered(batcher_of):
         except ValueError as error:
             outcomes[i] = str(error)
 
-    first = _in_threads(1, send)
-    _wait_until(lambda: model.calls == [1])
-    rest = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(1, 6)]
-    for thread in rest:
-        thread.start()
-    _wait_until(lambda: batcher.queued() == 5)
-    gate.set()
-    _join(first + rest)
+    _one_busy_then_five_queued(model, gate, batcher, send)
     assert outcomes == {0: 0.0, 1: 2.0, 2: 4.0, 3: "negative input", 4: 8.0, 5: 10.0}
     assert model.calls == [1, 5, 1, 1, 1, 1, 1]  # the merged call failed: each alone
