@@ -162,7 +162,14 @@ def _evaluation_step(model: keras.Model, strategy: tf.distribute.Strategy, task:
     def forward(batch: Any) -> None:
         task.forward(model, batch, False, metrics)
 
-    replica = tf.function(forward, jit_compile=True) if jit_compile else forward
+    evaluate = tf.function(forward, jit_compile=True) if jit_compile else forward
+
+    def replica(batch: Any) -> None:
+        # A plain function around the XLA one, as in the train step: handed
+        # to strategy.run itself, the jit-compiled tf.function fails under two
+        # replicas ("Trying to access resource .../replica_1 located in
+        # device CPU:1 from device CPU:0"; TF 2.21, tests/test_training_loop).
+        evaluate(batch)
 
     @tf.function
     def step(batch: Any) -> None:

@@ -98,6 +98,21 @@ def test_the_learning_curve_is_measured_at_its_steps_and_changes_nothing_else():
     assert seconds[0] < 1 and seconds == sorted(seconds)
 
 
+def test_xla_gives_the_same_epochs_and_curve_under_two_replicas():
+    """--jit_compile compiles each replica's steps, evaluation included: the
+    history and the curve match the loop without XLA (two replicas, whose
+    variables live on two devices)."""
+    strategy = make_strategy({})
+    assert strategy.num_replicas_in_sync == 2
+    data, _ = _data()
+    histories = [fit(_model(strategy, keras.optimizers.SGD(0.5)), strategy, data, data,
+                     epochs=2, steps_per_epoch=4, callbacks=[], jit_compile=jit,
+                     curve=Curve(data, every_steps=2)) for jit in (False, True)]
+    for key, values in histories[0].items():
+        if key != "curve_seconds":
+            np.testing.assert_allclose(histories[1][key], values, rtol=1e-4, err_msg=key)
+
+
 def _rate_at(optimizer: keras.optimizers.Optimizer, step: int) -> float:
     optimizer.iterations.assign(step)
     return float(optimizer.learning_rate)
