@@ -212,7 +212,7 @@ class TrainConfig(CheckedConfig):
                                       "plotted in the release report; 0: off)",
                                    low=0, high=10_000_000)
     curve_reviews: int = field(512, "learning curve: how many `valid` reviews each point "
-                                    "measures, in whole batches (0: all of them)",
+                                    "measures, drawn at random once (0: all of them)",
                                low=0, high=10_000_000)
     early_stopping_patience: int = field(2, "epochs without `valid` loss improvement before "
                                             "stopping", low=0, high=1000)

@@ -113,6 +113,27 @@ def test_xla_gives_the_same_epochs_and_curve_under_two_replicas():
             np.testing.assert_allclose(histories[1][key], values, rtol=1e-4, err_msg=key)
 
 
+def test_the_curve_measures_the_same_random_valid_reviews_at_every_point():
+    """valid comes grouped (here: all negatives first): the curve's reviews
+    are drawn at random once, so both classes are in them, and every point
+    sees the same ones."""
+    from models.config import TrainConfig
+    from models.trainer import _curve
+
+    labels = np.repeat([0, 1], 200)
+    valid = tf.data.Dataset.from_tensor_slices((np.arange(400)[:, None], labels)).batch(32)
+    config = TrainConfig(curve_every_steps=10, curve_reviews=64)
+    curve = _curve(config, valid, batch=16, seed=3)
+
+    def drawn() -> list[int]:
+        return [int(i) for ids, _ in curve.data for i in ids.numpy()[:, 0]]
+
+    first = drawn()
+    assert len(first) == 64 and first == drawn() and curve.every_steps == 10
+    assert 16 < int((np.array(first) >= 200).sum()) < 48  # both classes, not the first 64
+    assert _curve(TrainConfig(), valid, batch=16, seed=3) is None
+
+
 def _rate_at(optimizer: keras.optimizers.Optimizer, step: int) -> float:
     optimizer.iterations.assign(step)
     return float(optimizer.learning_rate)
