@@ -95,6 +95,7 @@ class ParameterGroup:
 #: epoch (0-based) -> how many groups, from the first, train in that epoch.
 TrainedGroups = Callable[[int], int]
 
+
 @dataclasses.dataclass(frozen=True)
 class Curve:
     """The learning curve: the task's metrics on `data` before the first

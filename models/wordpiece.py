@@ -55,9 +55,9 @@ TOKENIZER_VERSION = 1
 # written from them (components/tflite_converter/wordpiece_spec.py).
 WHITESPACE = frozenset("\t\n\f\r ")
 ASCII_PUNCTUATION = frozenset(chr(c) for lo, hi in ((0x21, 0x2F), (0x3A, 0x40), (0x5B, 0x60),
-                                                     (0x7B, 0x7E)) for c in range(lo, hi + 1))
+                                                    (0x7B, 0x7E)) for c in range(lo, hi + 1))
 CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+              (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 _HTML_TAG = re.compile(text.HTML_TAG)
 # Unicode's Default_Ignorable_Code_Point: ICU's NFKC_Casefold (tensorflow-
 # text's case_fold_utf8) deletes these (zero-width space, joiners, soft

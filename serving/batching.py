@@ -107,9 +107,11 @@ class Batcher:
     def close(self) -> None:
         """Runs what is queued, then stops the workers (requests after this run unbatched)."""
         with self._lock:
-            self._closed = True
-            for _ in self._threads:
-                self._queue.put(_STOP)
+            if self._closed:
+                return
+            self._closed = True  # from here on nothing is queued but the stops
+        for _ in self._threads:  # outside the lock: a full queue drains only as batches finish
+            self._queue.put(_STOP)
         for thread in self._threads:
             thread.join(timeout=60)
 

@@ -147,3 +147,26 @@ def test_a_bad_request_fails_alone_and_its_batch_mates_are_answered(batcher_of):
     _one_busy_then_five_queued(model, gate, batcher, send)
     assert outcomes == {0: 0.0, 1: 2.0, 2: 4.0, 3: "negative input", 4: 8.0, 5: 10.0}
     assert model.calls == [1, 5, 1, 1, 1, 1, 1]  # the merged call failed: each alone
+
+
+def test_closing_with_a_full_queue_answers_every_queued_request(batcher_of):
+    """Unloading a version while its queue is full: close() waits for the
+    queued requests to run (each is answered) instead of locking them out."""
+    gate = threading.Event()
+    model = Model(gate)
+    batcher = batcher_of(model, num_batch_threads=1, max_batch_size=1, max_enqueued_batches=2)
+    answers: dict[int, float] = {}
+
+    def send(i: int) -> None:
+        answers[i] = float(batcher.submit({"x": np.array([float(i)])})["y"][0])
+
+    senders = _in_threads(1, send)
+    _wait_until(lambda: model.calls == [1])
+    senders += [threading.Thread(target=send, args=(i,), daemon=True) for i in range(1, 4)]
+    for thread in senders[1:]:
+        thread.start()
+    _wait_until(lambda: batcher.queued() == 3)  # one held by the batch thread, the queue full
+    closing = _in_threads(1, lambda _: batcher.close())
+    gate.set()
+    _join(senders + closing)
+    assert answers == {i: 2.0 * i for i in range(4)}
