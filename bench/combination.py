@@ -172,11 +172,10 @@ def run(data: str, model_dir: str, output_dir: Path, name: str,
     if train_seconds is not None:
         seconds = {table[0].name: train_seconds, "NB-LR": ngram_detail["train_seconds"]}
         seconds[table[2].name] = seconds[table[3].name] = train_seconds + seconds["NB-LR"]
-        for row in table:
-            point = {"name": row.name, "accuracy": row.accuracy, "f1": row.f1,
-                     "train_seconds": seconds[row.name]}
-            (output_dir / f"extra_{_slug(row.name)}.json").write_text(json.dumps(point) + "\n")
         points = [nb.Point(row.name, row.accuracy, row.f1, seconds[row.name]) for row in table]
+        for point in points:  # a Point is also the --extra file's schema
+            (output_dir / f"extra_{_slug(point.name)}.json").write_text(
+                json.dumps(dataclasses.asdict(point)) + "\n")
         nb.plot(output_dir / PNG_FILE, ours=[points[1]], extras=[points[0], *points[2:]],
                 subtitle=f"eval = {meta['eval']}, {len(splits[EVAL].labels):,} reviews")
     log(f"wrote {output_dir / JSON_FILE}")

@@ -229,16 +229,15 @@ def fine_tuning_plan(model: keras.Model, config: TrainConfig, total_steps: int,
     return groups, lambda epoch: min(len(groups), epoch + 1)
 
 
-def _curve(config: TrainConfig, valid: tf.data.Dataset, batch: int,
-           seed: int) -> Curve | None:
+def _curve(config: TrainConfig, valid: tf.data.Dataset, batch: int) -> Curve | None:
     """The learning curve's settings: `curve_reviews` of valid drawn at
-    random once (valid files come grouped, the first reviews can be of one
-    class), the same reviews at every point."""
+    random once with the run's seed (valid files come grouped, the first
+    reviews can be of one class), the same reviews at every point."""
     if not config.curve_every_steps:
         return None
     if not config.curve_reviews:
         return Curve(valid, config.curve_every_steps)
-    sample = (valid.unbatch().shuffle(_CURVE_SHUFFLE_BUFFER, seed=seed,
+    sample = (valid.unbatch().shuffle(_CURVE_SHUFFLE_BUFFER, seed=config.seed,
                                       reshuffle_each_iteration=False)
               .take(config.curve_reviews).batch(batch).cache())
     return Curve(sample, config.curve_every_steps)
@@ -301,7 +300,7 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
     history = fit(model, strategy, train_ds, valid_ds, epochs=train_config.epochs,
                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, groups=groups,
                   trained_groups=trained_groups, jit_compile=bool(train_config.jit_compile),
-                  curve=_curve(train_config, valid_ds, batch, train_config.seed))
+                  curve=_curve(train_config, valid_ds, batch))
     write_history(run_dir, history)
     exported = float32_copy(model, train_config, job.vocab_total, max_length)
     mixed = None

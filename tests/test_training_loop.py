@@ -122,8 +122,8 @@ def test_the_curve_measures_the_same_random_valid_reviews_at_every_point():
 
     labels = np.repeat([0, 1], 200)
     valid = tf.data.Dataset.from_tensor_slices((np.arange(400)[:, None], labels)).batch(32)
-    config = TrainConfig(curve_every_steps=10, curve_reviews=64)
-    curve = _curve(config, valid, batch=16, seed=3)
+    config = TrainConfig(curve_every_steps=10, curve_reviews=64, seed=3)
+    curve = _curve(config, valid, batch=16)
 
     def drawn() -> list[int]:
         return [int(i) for ids, _ in curve.data for i in ids.numpy()[:, 0]]
@@ -131,7 +131,7 @@ def test_the_curve_measures_the_same_random_valid_reviews_at_every_point():
     first = drawn()
     assert len(first) == 64 and first == drawn() and curve.every_steps == 10
     assert 16 < int((np.array(first) >= 200).sum()) < 48  # both classes, not the first 64
-    assert _curve(TrainConfig(), valid, batch=16, seed=3) is None
+    assert _curve(TrainConfig(), valid, batch=16) is None
 
 
 def _rate_at(optimizer: keras.optimizers.Optimizer, step: int) -> float:
