@@ -9,7 +9,8 @@ thread: a lone request pays no hand-over to a batch thread. Otherwise it is
 queued, and batches form greedily: a batch thread that gets a free call
 takes everything queued meanwhile (and waits up to `batch_timeout_s` for
 more, 0 by default), so a burst fills the next batch while the current one
-runs.
+runs. A caller that must not block (the asyncio gRPC front end) always
+queues (`enqueue`) and awaits a future; one it cancels is dropped unrun.
 """
 
 from __future__ import annotations
@@ -83,17 +84,33 @@ class Batcher:
             if inline:
                 self._running += 1
             else:
-                try:
-                    self._queue.put_nowait((inputs, future))
-                except queue.Full:
-                    raise ServingError("UNAVAILABLE",
-                                       "The batch scheduling queue is full") from None
+                self._put(inputs, future)
         if inline:
             try:
                 return self._run(inputs)
             finally:
                 self._finished()
         return future.result()
+
+    def enqueue(self, inputs: Arrays) -> Future[dict[str, np.ndarray]] | None:
+        """Queues `inputs` for a batch thread and returns its answer's future
+        at once, for a caller that must not block (the asyncio gRPC front
+        end); never runs inline. None: run it yourself, because it is a full
+        batch on its own or the batcher is closed."""
+        if _rows(inputs) > self._options.max_batch_size:
+            return None
+        future: Future[dict[str, np.ndarray]] = Future()
+        with self._lock:
+            if self._closed:
+                return None
+            self._put(inputs, future)
+        return future
+
+    def _put(self, inputs: Arrays, future: Future[dict[str, np.ndarray]]) -> None:
+        try:
+            self._queue.put_nowait((inputs, future))
+        except queue.Full:
+            raise ServingError("UNAVAILABLE", "The batch scheduling queue is full") from None
 
     def queued(self) -> int:
         """Requests waiting for a model call (taken by a batch thread or not)."""
@@ -119,6 +136,8 @@ class Batcher:
         with self._take_lock:
             first = self._pending if self._pending is not None else self._queue.get()
             self._pending = None
+            while first is not _STOP and not _claim(first):
+                first = self._queue.get()
             if first is _STOP:
                 return None
             with self._lock:  # a free model call first: what queues meanwhile joins the batch
@@ -138,6 +157,8 @@ class Batcher:
                 if item is _STOP or rows + _rows(item[0]) > self._options.max_batch_size:
                     self._pending = item
                     break
+                if not _claim(item):
+                    continue
                 batch.append(item)
                 rows += _rows(item[0])
             return batch
@@ -169,6 +190,12 @@ class Batcher:
         bounds = np.cumsum([0, *sizes])
         for (_, future), start, end in zip(batch, bounds[:-1], bounds[1:], strict=True):
             future.set_result({key: value[start:end] for key, value in outputs.items()})
+
+
+def _claim(item: tuple[Arrays, Future[dict[str, np.ndarray]]]) -> bool:
+    """Marks a queued request's future running; False if its caller cancelled
+    it (an asyncio request whose client went away): then it is dropped."""
+    return item[1].set_running_or_notify_cancel()
 
 
 def _settle(future: Future[dict[str, np.ndarray]],

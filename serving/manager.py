@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from serving.tensors import TensorSpec, check_inputs, to_array
 
 __all__ = ["ModelConfig", "VersionPolicy", "Servable", "ModelManager", "model_configs",
            "aspired_versions", "load_model_server_config", "parse_model_server_config",
-           "DEFAULT_SIGNATURE", "PLATFORM", "WARMUP_FILE"]
+           "DEFAULT_SIGNATURE", "PLATFORM", "WARMUP_FILE", "filtered"]
 
 DEFAULT_SIGNATURE = "serving_default"  # TF Serving's default, not this project's choice
 PLATFORM = "tensorflow"  # the only model_platform served: SavedModels
@@ -189,6 +190,12 @@ def _status_code(error: Exception) -> str:
     return GRPC_CODE_NAMES[code] if 0 <= code < len(GRPC_CODE_NAMES) else "UNKNOWN"
 
 
+def filtered(outputs: Mapping[str, np.ndarray],
+             output_filter: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The outputs a request's output_filter names (all when it is empty)."""
+    return {k: v for k, v in outputs.items() if not output_filter or k in output_filter}
+
+
 class Servable:
     """One loaded version of one model: its signatures and how to run them."""
 
@@ -241,9 +248,9 @@ class Servable:
             raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{key}" not found.')
         return key
 
-    def predict(self, signature: str, inputs: Mapping[str, np.ndarray],
-                output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-        """Runs one request (checked against the signature) through the batcher if any."""
+    def check(self, signature: str, inputs: Mapping[str, np.ndarray],
+              output_filter: tuple[str, ...] = ()) -> str:
+        """The signature key of a request checked against it, or ServingError."""
         key = self.signature(signature)
         check_inputs(key, self.inputs[key], inputs)
         if INPUT_TEXT in inputs and inputs[INPUT_TEXT].dtype == object:
@@ -252,9 +259,23 @@ class Servable:
         if unknown:
             raise ServingError("INVALID_ARGUMENT",
                                f"output tensor alias not found in signature: {unknown[0]}")
+        return key
+
+    def predict(self, signature: str, inputs: Mapping[str, np.ndarray],
+                output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        """Runs one request (checked against the signature) through the batcher if any."""
+        key = self.check(signature, inputs, output_filter)
         batcher = self._batchers.get(key)
         outputs = batcher.submit(inputs) if batcher else self._runner(key)(inputs)
-        return {k: v for k, v in outputs.items() if not output_filter or k in output_filter}
+        return filtered(outputs, output_filter)
+
+    def enqueue(self, key: str, inputs: Mapping[str, np.ndarray]
+                ) -> Future[dict[str, np.ndarray]] | None:
+        """A checked request (`check`) queued on signature `key`'s batcher
+        without blocking; None when it has none or the request must run
+        alone (Batcher.enqueue): then call `predict` from a thread."""
+        batcher = self._batchers.get(key)
+        return batcher.enqueue(inputs) if batcher else None
 
     def warm_up(self) -> int:
         """Replays assets.extra/tf_serving_warmup_requests (Predict records), as

@@ -26,7 +26,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +57,7 @@ from serving.manager import (
     ModelConfig,
     ModelManager,
     Servable,
+    filtered,
     model_configs,
     parse_model_server_config,
 )
@@ -233,15 +234,25 @@ def _example_signature(servable: Servable, name: str) -> tuple[str, str, str]:
     return key, next(iter(inputs)), next(iter(outputs))
 
 
-def _scores(servable: Servable, signature: str, serialized: list[bytes]) -> tuple[str,
-                                                                                  np.ndarray]:
+def _example_inputs(servable: Servable, signature: str, serialized: list[bytes]
+                    ) -> tuple[str, dict[str, np.ndarray], str]:
+    """(signature, its inputs, the output to read) of a Classify/Regress request."""
     if not serialized:
         raise ServingError("INVALID_ARGUMENT", "empty batch: no examples")
     key, input_key, output_key = _example_signature(servable, signature)
     examples = np.empty(len(serialized), dtype=object)
     examples[:] = serialized
-    scores = servable.predict(key, {input_key: examples})[output_key]
-    return key, np.asarray(scores, dtype=np.float32).reshape(len(serialized), -1)[:, 0]
+    return key, {input_key: examples}, output_key
+
+
+def _score_column(scores: np.ndarray, rows: int) -> np.ndarray:
+    return np.asarray(scores, dtype=np.float32).reshape(rows, -1)[:, 0]
+
+
+def _scores(servable: Servable, signature: str, serialized: list[bytes]) -> tuple[str,
+                                                                                  np.ndarray]:
+    key, inputs, output_key = _example_inputs(servable, signature, serialized)
+    return key, _score_column(servable.predict(key, inputs)[output_key], len(serialized))
 
 
 def _serialized_examples(request_input: Any) -> list[bytes]:
@@ -312,32 +323,57 @@ def _metadata_response(servable: Servable) -> get_model_metadata_pb2.GetModelMet
 
 class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
             model_service_pb2_grpc.ModelServiceServicer):
-    """PredictionService and ModelService over the manager."""
+    """PredictionService and ModelService over the manager, on grpc.aio.
 
-    def __init__(self, manager: ModelManager, metrics: Registry) -> None:
+    A request is parsed, checked and answered on the event loop; its model
+    call goes to the signature's batcher without a thread of its own
+    (`Servable.enqueue`), so under load the only threads at work are the
+    batch threads' model calls. The sync gRPC server spent most of its GIL
+    time handing each request to a worker thread and waking it. Model calls
+    without a batcher, and config reloads, run on `pool`."""
+
+    def __init__(self, manager: ModelManager, metrics: Registry,
+                 pool: futures.Executor) -> None:
         self._manager = manager
         self._metrics = metrics
+        self._pool = pool
 
-    def _call(self, api: str, model: str, context: grpc.ServicerContext,
-              body: Callable[[], Any]) -> Any:
+    async def _call(self, api: str, model: str, context: grpc.aio.ServicerContext,
+                    body: Callable[[], Awaitable[Any]]) -> Any:
         start = time.perf_counter()
         code = "OK"
         try:
-            return body()
+            return await body()
         except ServingError as error:
             code = error.code
-            context.abort(grpc.StatusCode[error.code], error.message)
-        except Exception as error:  # a bug must answer INTERNAL, not kill the worker
+            await context.abort(grpc.StatusCode[error.code], error.message)
+        except Exception as error:  # a bug must answer INTERNAL, not kill the server
             code = "INTERNAL"
             log.exception("%s failed", api)
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
         finally:
             self._metrics.observe_request(model, api, "GRPC", code,
                                           (time.perf_counter() - start) * 1e6)
 
-    def Predict(self, request: predict_pb2.PredictRequest,
-                context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
-        def body() -> predict_pb2.PredictResponse:
+    async def _predict(self, servable: Servable, signature: str,
+                       inputs: dict[str, np.ndarray],
+                       output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        key = servable.check(signature, inputs, output_filter)
+        queued = servable.enqueue(key, inputs)
+        if queued is None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, servable.predict, key, inputs, output_filter)
+        return filtered(await asyncio.wrap_future(queued), output_filter)
+
+    async def _scores(self, servable: Servable, signature: str,
+                      serialized: list[bytes]) -> tuple[str, np.ndarray]:
+        key, inputs, output_key = _example_inputs(servable, signature, serialized)
+        outputs = await self._predict(servable, key, inputs)
+        return key, _score_column(outputs[output_key], len(serialized))
+
+    async def Predict(self, request: predict_pb2.PredictRequest,
+                      context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
+        async def body() -> predict_pb2.PredictResponse:
             servable = _resolve(self._manager, request.model_spec)
             key = servable.signature(request.model_spec.signature_name)
             specs = servable.inputs[key]
@@ -348,19 +384,20 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
                         f"Expects input '{name}' to be {dtype_name(specs[name].dtype)} but "
                         f"{dtype_name(tensor.dtype)} is provided")
             arrays = {name: to_array(tensor) for name, tensor in request.inputs.items()}
-            outputs = servable.predict(key, arrays, tuple(request.output_filter))
+            outputs = await self._predict(servable, key, arrays, tuple(request.output_filter))
             response = predict_pb2.PredictResponse(model_spec=_answer_spec(servable, key))
             for name, value in outputs.items():
                 response.outputs[name].CopyFrom(to_proto(value))
             return response
-        return self._call("predict", request.model_spec.name, context, body)
+        return await self._call("predict", request.model_spec.name, context, body)
 
-    def Classify(self, request: classification_pb2.ClassificationRequest,
-                 context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
-        def body() -> classification_pb2.ClassificationResponse:
+    async def Classify(self, request: classification_pb2.ClassificationRequest,
+                       context: grpc.aio.ServicerContext
+                       ) -> classification_pb2.ClassificationResponse:
+        async def body() -> classification_pb2.ClassificationResponse:
             servable = _resolve(self._manager, request.model_spec)
-            key, scores = _scores(servable, request.model_spec.signature_name,
-                                  _serialized_examples(request.input))
+            key, scores = await self._scores(servable, request.model_spec.signature_name,
+                                             _serialized_examples(request.input))
             response = classification_pb2.ClassificationResponse(
                 model_spec=_answer_spec(servable, key))
             for probability in scores:
@@ -368,46 +405,49 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
                 for label, score in _classes(float(probability)):
                     row.classes.add(label=label, score=score)
             return response
-        return self._call("classify", request.model_spec.name, context, body)
+        return await self._call("classify", request.model_spec.name, context, body)
 
-    def Regress(self, request: regression_pb2.RegressionRequest,
-                context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
-        def body() -> regression_pb2.RegressionResponse:
+    async def Regress(self, request: regression_pb2.RegressionRequest,
+                      context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
+        async def body() -> regression_pb2.RegressionResponse:
             servable = _resolve(self._manager, request.model_spec)
-            key, scores = _scores(servable, request.model_spec.signature_name,
-                                  _serialized_examples(request.input))
+            key, scores = await self._scores(servable, request.model_spec.signature_name,
+                                             _serialized_examples(request.input))
             response = regression_pb2.RegressionResponse(model_spec=_answer_spec(servable, key))
             for value in scores:
                 response.result.regressions.add(value=float(value))
             return response
-        return self._call("regress", request.model_spec.name, context, body)
+        return await self._call("regress", request.model_spec.name, context, body)
 
-    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
-                         context: grpc.ServicerContext) -> Any:
-        def body() -> get_model_metadata_pb2.GetModelMetadataResponse:
+    async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                               context: grpc.aio.ServicerContext) -> Any:
+        async def body() -> get_model_metadata_pb2.GetModelMetadataResponse:
             unsupported = [f for f in request.metadata_field if f != "signature_def"]
             if unsupported or not request.metadata_field:
                 raise ServingError("INVALID_ARGUMENT",
                                    "Metadata field must be 'signature_def', got "
                                    f"{list(request.metadata_field)}")
             return _metadata_response(_resolve(self._manager, request.model_spec))
-        return self._call("metadata", request.model_spec.name, context, body)
+        return await self._call("metadata", request.model_spec.name, context, body)
 
-    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
-                       context: grpc.ServicerContext) -> Any:
+    async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
+                             context: grpc.aio.ServicerContext) -> Any:
         spec = request.model_spec
         version = spec.version.value if spec.WhichOneof("version_choice") == "version" else None
         label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else ""
-        return self._call("status", spec.name, context,
-                          lambda: _status_response(self._manager, spec.name, version, label))
 
-    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
-                                  context: grpc.ServicerContext) -> Any:
-        try:
-            return _reload_response(self._manager, request.config)
-        except Exception as error:  # a bug must answer INTERNAL, not kill the worker
+        async def body() -> get_model_status_pb2.GetModelStatusResponse:
+            return _status_response(self._manager, spec.name, version, label)
+        return await self._call("status", spec.name, context, body)
+
+    async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
+                                        context: grpc.aio.ServicerContext) -> Any:
+        try:  # loads models for seconds: off the event loop
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, _reload_response, self._manager, request.config)
+        except Exception as error:  # a bug must answer INTERNAL, not kill the server
             log.exception("config reload failed")
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
 
 
 # ---------------------------------------------------------------- REST
@@ -556,18 +596,20 @@ def _json_example(features: dict[str, Any]) -> bytes:
 
 
 class ModelServer:
-    """gRPC + REST + the model manager; `start()`, then `stop()` drains and ends."""
+    """gRPC + REST + the model manager; `start()`, then `stop()` drains and ends.
+    Both front ends run on one asyncio event loop in a thread of its own."""
 
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self.metrics = Registry()
         self.manager = ModelManager(list(options.models), batching=options.batching,
                                     metrics=self.metrics)
-        self._grpc: grpc.Server | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._pool: futures.ThreadPoolExecutor | None = None
         self._rest: _Rest | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
-        self._rest_thread: threading.Thread | None = None
         self._config_poller: ConfigFilePoller | None = None
         self.grpc_port = 0
         self.rest_port = 0
@@ -580,13 +622,30 @@ class ModelServer:
                 self.manager, self.options.model_config_file, self.options.model_config_text,
                 self.options.config_poll_wait_s)
             self._config_poller.start()
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="serving-loop",
+                                             daemon=True)
+        self._loop_thread.start()
+        self._on_loop(self._open_grpc())
+        if self.options.rest_api_port:
+            self._on_loop(self._open_rest())
+        log.info("serving gRPC on %s:%d%s", self.options.host, self.grpc_port,
+                 f", REST on {self.options.host}:{self.rest_port}" if self.rest_port else "")
+
+    def _on_loop(self, work: Coroutine[Any, Any, Any], timeout_s: float = 30.0) -> Any:
+        """Runs `work` on the server's event loop; its result, or its exception."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout_s)
+
+    async def _open_grpc(self) -> None:
         limit = self.options.max_request_bytes
-        self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(self.options.grpc_max_threads, thread_name_prefix="grpc"),
+        self._pool = futures.ThreadPoolExecutor(self.options.grpc_max_threads,
+                                                thread_name_prefix="grpc")
+        self._grpc = grpc.aio.server(
             maximum_concurrent_rpcs=self.options.max_concurrent_requests,
             options=[("grpc.max_receive_message_length", limit),
                      ("grpc.max_send_message_length", limit), ("grpc.so_reuseport", 0)])
-        servicer = _Grpc(self.manager, self.metrics)
+        servicer = _Grpc(self.manager, self.metrics, self._pool)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, self._grpc)
         address = f"{self.options.host}:{self.options.port}"
@@ -599,60 +658,41 @@ class ModelServer:
             self.grpc_port = self._grpc.add_secure_port(address, credentials)
         else:
             self.grpc_port = self._grpc.add_insecure_port(address)
-        self._grpc.start()
-        if self.options.rest_api_port:
-            self._start_rest()
-        log.info("serving gRPC on %s:%d%s", self.options.host, self.grpc_port,
-                 f", REST on {self.options.host}:{self.rest_port}" if self.rest_port else "")
+        await self._grpc.start()
 
-    def _start_rest(self) -> None:
+    async def _open_rest(self) -> None:
         self._rest = _Rest(self.manager, self.metrics, self.options)
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
+        self._runner = web.AppRunner(self._rest.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.options.host, self.options.rest_api_port,
+                           shutdown_timeout=30)
+        await site.start()
+        self.rest_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-        async def open_site() -> None:
-            assert self._rest is not None
-            self._runner = web.AppRunner(self._rest.app(), access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, self.options.host, self.options.rest_api_port,
-                               shutdown_timeout=30)
-            await site.start()
-            self.rest_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-        def run() -> None:
-            assert self._loop is not None
-            asyncio.set_event_loop(self._loop)
-            try:
-                self._loop.run_until_complete(open_site())
-            except BaseException as error:
-                failure.append(error)
-                ready.set()
-                return
-            ready.set()
-            self._loop.run_forever()
-
-        self._rest_thread = threading.Thread(target=run, name="rest", daemon=True)
-        self._rest_thread.start()
-        ready.wait(30)
-        if failure:
-            raise failure[0]
+    async def _drain(self, grace_s: float) -> None:
+        """Both front ends refuse new requests and finish those in flight, together."""
+        closing = []
+        if self._runner is not None:
+            closing.append(self._runner.cleanup())
+        if self._grpc is not None:
+            closing.append(self._grpc.stop(grace_s))
+        await asyncio.gather(*closing)
 
     def stop(self, grace_s: float = 30.0) -> None:
         """Stops config changes, refuses new requests, waits for those in
         flight, then unloads."""
         if self._config_poller is not None:
             self._config_poller.stop()
-        if self._loop is not None and self._runner is not None:
-            done = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
-            done.result(grace_s + 5)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._rest_thread is not None:
-                self._rest_thread.join(10)
+        if self._loop is not None and self._loop_thread is not None:
+            try:
+                self._on_loop(self._drain(grace_s), grace_s + 5)
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._loop_thread.join(10)
         if self._rest is not None:
             self._rest.close()
-        if self._grpc is not None:
-            self._grpc.stop(grace_s).wait(grace_s + 5)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self.manager.stop()
 
 

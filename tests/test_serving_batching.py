@@ -170,3 +170,40 @@ def test_closing_with_a_full_queue_answers_every_queued_request(batcher_of):
     gate.set()
     _join(senders + closing)
     assert answers == {i: 2.0 * i for i in range(4)}
+
+
+def test_enqueue_answers_on_a_batch_thread_without_blocking_the_caller(batcher_of):
+    """The asyncio front end's path: even a lone request is handed to a
+    batch thread, and the caller gets a future at once."""
+    gate = threading.Event()
+    model = Model(gate)
+    batcher = batcher_of(model)
+    future = batcher.enqueue({"x": np.array([1.0, 2.0])})
+    assert future is not None and not future.done()  # returned while the model is held
+    gate.set()
+    np.testing.assert_array_equal(future.result(TIMEOUT_S)["y"], [2.0, 4.0])
+    assert model.threads[0].startswith("batch-test-")
+
+
+def test_enqueue_leaves_a_full_batch_and_a_closed_batcher_to_the_caller(batcher_of):
+    batcher = batcher_of(Model(), max_batch_size=2)
+    assert batcher.enqueue({"x": np.zeros(3)}) is None  # over max_batch_size: runs alone
+    batcher.close()
+    assert batcher.enqueue({"x": np.zeros(1)}) is None  # unloaded meanwhile
+
+
+def test_a_request_cancelled_while_queued_is_dropped_and_its_batch_mates_answered(batcher_of):
+    """A client that went away cancels its future: it is never run, and the
+    requests queued with it run as one call without it."""
+    gate = threading.Event()
+    model = Model(gate)
+    batcher = batcher_of(model, num_batch_threads=1)
+    busy = batcher.enqueue({"x": np.array([0.0])})
+    _wait_until(lambda: model.calls == [1])
+    queued = [batcher.enqueue({"x": np.array([float(i)])}) for i in range(1, 5)]
+    assert queued[1].cancel()
+    gate.set()
+    assert float(busy.result(TIMEOUT_S)["y"][0]) == 0.0
+    answers = {i: float(f.result(TIMEOUT_S)["y"][0]) for i, f in enumerate(queued, 1) if i != 2}
+    assert answers == {1: 2.0, 3: 6.0, 4: 8.0}
+    assert model.calls == [1, 3]
