@@ -249,10 +249,26 @@ def _score_column(scores: np.ndarray, rows: int) -> np.ndarray:
     return np.asarray(scores, dtype=np.float32).reshape(rows, -1)[:, 0]
 
 
-def _scores(servable: Servable, signature: str, serialized: list[bytes]) -> tuple[str,
-                                                                                  np.ndarray]:
+async def _run_model(servable: Servable, pool: futures.Executor, signature: str,
+                     inputs: dict[str, np.ndarray],
+                     output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """One request's model call, awaited on the event loop: checked, then
+    queued on the signature's batcher without holding a thread; without a
+    batcher (or for a request that must run alone) it runs on `pool`."""
+    key = servable.check(signature, inputs, output_filter)
+    queued = servable.enqueue(key, inputs)
+    if queued is None:
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, servable.predict, key, inputs, output_filter)
+    return filtered(await asyncio.wrap_future(queued), output_filter)
+
+
+async def _scores(servable: Servable, pool: futures.Executor, signature: str,
+                  serialized: list[bytes]) -> tuple[str, np.ndarray]:
+    """Classify/Regress: one score per serialized tf.Example."""
     key, inputs, output_key = _example_inputs(servable, signature, serialized)
-    return key, _score_column(servable.predict(key, inputs)[output_key], len(serialized))
+    outputs = await _run_model(servable, pool, key, inputs)
+    return key, _score_column(outputs[output_key], len(serialized))
 
 
 def _serialized_examples(request_input: Any) -> list[bytes]:
@@ -327,9 +343,9 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
 
     A request is parsed, checked and answered on the event loop; its model
     call goes to the signature's batcher without a thread of its own
-    (`Servable.enqueue`), so under load the only threads at work are the
-    batch threads' model calls. The sync gRPC server spent most of its GIL
-    time handing each request to a worker thread and waking it. Model calls
+    (`_run_model`), so under load the only threads at work are the batch
+    threads' model calls. The sync gRPC server spent most of its GIL time
+    handing each request to a worker thread and waking it. Model calls
     without a batcher, and config reloads, run on `pool`."""
 
     def __init__(self, manager: ModelManager, metrics: Registry,
@@ -355,22 +371,6 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
             self._metrics.observe_request(model, api, "GRPC", code,
                                           (time.perf_counter() - start) * 1e6)
 
-    async def _predict(self, servable: Servable, signature: str,
-                       inputs: dict[str, np.ndarray],
-                       output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-        key = servable.check(signature, inputs, output_filter)
-        queued = servable.enqueue(key, inputs)
-        if queued is None:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._pool, servable.predict, key, inputs, output_filter)
-        return filtered(await asyncio.wrap_future(queued), output_filter)
-
-    async def _scores(self, servable: Servable, signature: str,
-                      serialized: list[bytes]) -> tuple[str, np.ndarray]:
-        key, inputs, output_key = _example_inputs(servable, signature, serialized)
-        outputs = await self._predict(servable, key, inputs)
-        return key, _score_column(outputs[output_key], len(serialized))
-
     async def Predict(self, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
         async def body() -> predict_pb2.PredictResponse:
@@ -384,7 +384,8 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
                         f"Expects input '{name}' to be {dtype_name(specs[name].dtype)} but "
                         f"{dtype_name(tensor.dtype)} is provided")
             arrays = {name: to_array(tensor) for name, tensor in request.inputs.items()}
-            outputs = await self._predict(servable, key, arrays, tuple(request.output_filter))
+            outputs = await _run_model(servable, self._pool, key, arrays,
+                                       tuple(request.output_filter))
             response = predict_pb2.PredictResponse(model_spec=_answer_spec(servable, key))
             for name, value in outputs.items():
                 response.outputs[name].CopyFrom(to_proto(value))
@@ -396,7 +397,7 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
                        ) -> classification_pb2.ClassificationResponse:
         async def body() -> classification_pb2.ClassificationResponse:
             servable = _resolve(self._manager, request.model_spec)
-            key, scores = await self._scores(servable, request.model_spec.signature_name,
+            key, scores = await _scores(servable, self._pool, request.model_spec.signature_name,
                                              _serialized_examples(request.input))
             response = classification_pb2.ClassificationResponse(
                 model_spec=_answer_spec(servable, key))
@@ -411,7 +412,7 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
                       context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
         async def body() -> regression_pb2.RegressionResponse:
             servable = _resolve(self._manager, request.model_spec)
-            key, scores = await self._scores(servable, request.model_spec.signature_name,
+            key, scores = await _scores(servable, self._pool, request.model_spec.signature_name,
                                              _serialized_examples(request.input))
             response = regression_pb2.RegressionResponse(model_spec=_answer_spec(servable, key))
             for value in scores:
@@ -469,7 +470,9 @@ def _message_json(message: Any) -> web.Response:
 
 
 class _Rest:
-    """The REST API on aiohttp; model calls run on a bounded thread pool."""
+    """The REST API on aiohttp, on the gRPC front end's event loop. Model
+    calls go the same way (`_run_model`): onto the batcher, else onto a
+    pool of --rest_api_num_threads threads."""
 
     def __init__(self, manager: ModelManager, metrics: Registry, options: ServerOptions) -> None:
         self._manager = manager
@@ -547,26 +550,25 @@ class _Rest:
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ServingError("INVALID_ARGUMENT", f"JSON parse error: {error}") from None
-        loop = asyncio.get_running_loop()
         work = self._predict if api == "predict" else self._classify_or_regress
-        return web.json_response(await loop.run_in_executor(self._pool, work, servable, body,
-                                                            api))
+        return web.json_response(await work(servable, body, api))
 
-    @staticmethod
-    def _predict(servable: Servable, body: Any, api: str) -> dict[str, Any]:
+    async def _predict(self, servable: Servable, body: Any, api: str) -> dict[str, Any]:
         signature = body.get("signature_name", "") if isinstance(body, dict) else ""
         if not isinstance(signature, str):
             raise ServingError("INVALID_ARGUMENT", "'signature_name' must be a string")
         key = servable.signature(signature)
         dtypes = {k: s.dtype for k, s in servable.inputs[key].items()}
         arrays, row_format = rest_json.parse_predict(body, dtypes)
-        return rest_json.format_predict(servable.predict(key, arrays), row_format)
+        outputs = await _run_model(servable, self._pool, key, arrays)
+        return rest_json.format_predict(outputs, row_format)
 
-    @staticmethod
-    def _classify_or_regress(servable: Servable, body: Any, api: str) -> dict[str, Any]:
+    async def _classify_or_regress(self, servable: Servable, body: Any,
+                                   api: str) -> dict[str, Any]:
         examples, context = rest_json.parse_examples(body)
         serialized = [_json_example({**context, **e}) for e in examples]
-        _, scores = _scores(servable, body.get("signature_name", ""), serialized)
+        _, scores = await _scores(servable, self._pool, body.get("signature_name", ""),
+                                  serialized)
         if api == "classify":
             return {"result": [[list(c) for c in _classes(float(p))] for p in scores]}
         return {"result": [float(p) for p in scores]}
