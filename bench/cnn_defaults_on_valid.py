@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.pipeline_point import best_valid, latest_history
+
 #: Candidate name -> flags on top of the defaults.
 CANDIDATES: dict[str, list[str]] = {
     "defaults": [],
@@ -38,28 +40,6 @@ CANDIDATES: dict[str, list[str]] = {
     "transformer_pretrained": ["--model=transformer", "--pretrain=true", "--dropout=0.1",
                                "--warmup_fraction=0.05"],
 }
-
-
-def _latest_history(output_dir: Path) -> dict[str, list[float]]:
-    """history.json of the newest Trainer run recorded in ML Metadata."""
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    from models.contract import HISTORY_FILE
-
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = str(output_dir / "tfx" / "metadata.sqlite")
-    store = metadata_store.MetadataStore(connection)
-    runs = sorted(store.get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
-    return json.loads((Path(runs[-1].uri) / HISTORY_FILE).read_text())
-
-
-def best_epoch(history: dict[str, list[float]]) -> dict[str, float]:
-    """The epoch early stopping keeps (lowest val_loss) and its valid metrics."""
-    losses = history["val_loss"]
-    best = min(range(len(losses)), key=losses.__getitem__)
-    return {"epoch": best + 1, "epochs_run": len(losses), "val_loss": losses[best],
-            "val_accuracy": history["val_accuracy"][best], "val_auc": history["val_auc"][best]}
 
 
 def _eval_accuracy(output_dir: Path) -> float:
@@ -102,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                                 f"--seed={seed}", *CANDIDATES[name]])
             started = time.monotonic()
             durations = local_runner.run(config)
-            runs[name].append({**best_epoch(_latest_history(output_dir)), "seed": seed,
+            runs[name].append({**best_valid(latest_history(output_dir)[0]), "seed": seed,
                                "trainer_s": durations.get("Trainer", 0.0),
                                "run_s": time.monotonic() - started})
             held_out[name].append(_eval_accuracy(output_dir))

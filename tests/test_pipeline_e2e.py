@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bench import pipeline_point
 from components.imdb_example_gen.demo_corpus import DemoCorpusSpec, write_demo_corpus
 from components.release.publish import saved_model_fingerprint
 from components.tflite_converter.convert import tflite_probabilities
@@ -146,6 +147,7 @@ def test_tflite_files_agree_with_the_saved_model(runs):
     folder = out / "tflite" / str(version)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["version"] == version and manifest["agreement_split"] == contract.VALID
+    assert manifest["saved_model_blends_ngrams"] is False
     assert set(manifest["variants"]) == {"float32", "dynamic_range", "float16", "int8"}
     assert (folder / "labels.txt").read_text() == "positive\n"
     assert manifest["variants"]["float32"]["max_abs_diff"] <= 1e-4
@@ -164,13 +166,15 @@ def test_tflite_files_agree_with_the_saved_model(runs):
 
 def test_cached_rerun_releases_nothing_new(runs):
     out, corpus = runs["out"], runs["corpus"]
-    before = _snapshot(out)
+    before, trained = _snapshot(out), pipeline_point.train_seconds(out)
     again = _run(corpus, out)
     states = _states(out)
     for node in ("ImdbExampleGen", "ExampleValidator", "Transform", "Trainer", "TFLiteCheck"):
         assert states[node][-1] == "CACHED", (node, states[node])
     assert again["status"] == "unchanged" and again["version"] == runs["first"]["version"]
     assert _snapshot(out) == before
+    # The bench's train time is the run that trained the model, not the cache hit.
+    assert pipeline_point.train_seconds(out) == trained
 
 
 def test_a_flag_flipped_back_to_an_older_model_becomes_a_new_version(runs):
@@ -282,6 +286,14 @@ def test_a_transformer_fine_tuned_from_masked_lm_pretraining_runs_the_whole_pipe
     p = served.signatures[contract.SIGNATURE_TEXT](
         **{contract.INPUT_TEXT: tf.constant(REVIEWS)})[contract.OUTPUT_KEY].numpy()
     assert p[0] > 0.5 > p[1]
+    # The side-by-side bench reads this run as one model: test figures from
+    # the Evaluator, train time = Pretrainer + Trainer from ML Metadata.
+    point = pipeline_point.point(out, "transformer + MLM")
+    assert point["accuracy"] == verdict["metrics"]["overall"]["binary_accuracy"]
+    seconds = point["component_seconds"]
+    assert set(seconds) == {"Pretrainer", "Trainer"} and min(seconds.values()) > 0
+    assert point["train_seconds"] == pytest.approx(sum(seconds.values()))
+    assert 0.5 <= point["valid"]["val_accuracy"] <= 1 and point["blend"] is None
 
 
 def test_a_wordpiece_encoder_runs_the_whole_pipeline_with_its_tokenizer_inside(tmp_path):
@@ -315,6 +327,7 @@ def test_a_wordpiece_encoder_runs_the_whole_pipeline_with_its_tokenizer_inside(t
     assert spec["kind"] == "wordpiece" and spec["max_length"] == 64
     manifest = json.loads((out / "tflite" / version / "manifest.json").read_text())
     assert set(manifest["variants"]) == {"float32", "dynamic_range", "float16"}
+    assert manifest["saved_model_blends_ngrams"] is True  # the files are the encoder alone
     history = json.loads((out / "metrics.json").read_text())["training_history"]
     steps = history["curve_step"]
     assert steps[:3] == [0, 5, 10] and len(history["curve_accuracy"]) == len(steps)

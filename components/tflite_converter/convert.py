@@ -352,12 +352,15 @@ def side_files(vocab: Sequence[str], max_length: int, num_oov_buckets: int,
 
 def build_manifest(version: int, max_length: int, entries: Mapping[str, Mapping[str, Any]],
                    side: Mapping[str, bytes], check_split: str = contract.VALID,
-                   tokenizer: str = WORDS) -> dict[str, Any]:
+                   tokenizer: str = WORDS, blended: bool = False) -> dict[str, Any]:
     """manifest.json of a release folder: what each file is and how it was checked.
 
     A WordPiece folder's manifest says so in "tokenizer_kind" and names no
     MediaPipe vocabulary; a word-tokenizer manifest is as it was before
-    WordPiece existed (no "tokenizer_kind": readers take its absence as "words")."""
+    WordPiece existed (no "tokenizer_kind": readers take its absence as "words").
+    "saved_model_blends_ngrams" (`blended`) warns an app that compares with
+    the server: the served text signatures then blend this classifier with
+    NB-LR, so they score differently from these files (the classifier alone)."""
     _check_tokenizer(tokenizer)
     files: dict[str, Any] = (
         {"vocab": VOCAB, "tokenizer": TOKENIZER, "tokenizer_kind": WORDPIECE}
@@ -369,6 +372,7 @@ def build_manifest(version: int, max_length: int, entries: Mapping[str, Mapping[
         "output": {"name": contract.OUTPUT_KEY, "dtype": "float32", "shape": [1, 1],
                    "meaning": f"P({contract.POSITIVE_LABEL})"},
         "agreement_split": check_split,
+        "saved_model_blends_ngrams": bool(blended),
         **files,
         "labels": LABELS_FILE,
         "side_files": {name: hashlib.sha256(payload).hexdigest()

@@ -1,0 +1,124 @@
+"""A pipeline run as one model of the side-by-side table: an `--extra` file.
+
+`bench.ngram_baselines` tables and plots the n-gram baselines beside other
+models read from `--extra` files. This writes that file for a `make run`
+output folder, from what the run itself recorded: accuracy and F1 on the
+official test slice from the Evaluator (`last_run.json`), the train wall
+time from ML Metadata (the newest Trainer and Pretrainer executions that
+ran, not cached: the whole component, pre-training and the NB-LR blend
+included), and the `valid` figures the Trainer wrote (history.json, and
+blend.json when the model blends with NB-LR).
+
+    .venv/bin/python -m bench.pipeline_point --output_dir=OUTPUT --name=NAME \
+        [--out=FILE.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from components.errors import UserFacingError
+from pipeline.config import OneLineParser
+
+__all__ = ["train_seconds", "latest_history", "best_valid", "point", "main"]
+
+PROG = "bench.pipeline_point"
+#: The node ids whose wall time is the model's training time.
+TRAINING_NODES = ("Pretrainer", "Trainer")
+_COMPLETE = 3  # metadata_store_pb2.Execution.COMPLETE: ran (CACHED is 5)
+
+
+def _store(output_dir: Path) -> Any:
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    path = output_dir / "tfx" / "metadata.sqlite"
+    if not path.is_file():
+        raise UserFacingError(f"{output_dir}: no ML Metadata store at {path} (not a run folder)")
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = str(path)
+    return metadata_store.MetadataStore(connection)
+
+
+def _node(store: Any, execution: Any) -> str:
+    """The pipeline node id of an execution (its node context is `<pipeline>.<id>`)."""
+    names = [c.name for c in store.get_contexts_by_execution(execution.id)]
+    return next((n.rsplit(".", 1)[1] for n in names if "." in n and ":" not in n), "")
+
+
+def train_seconds(output_dir: Path) -> dict[str, float]:
+    """Wall time (s) of the newest completed execution of each training node."""
+    store = _store(output_dir)
+    newest: dict[str, Any] = {}
+    for execution in store.get_executions():
+        node = _node(store, execution)
+        ran = node in TRAINING_NODES and execution.last_known_state == _COMPLETE
+        if ran and (node not in newest or execution.id > newest[node].id):
+            newest[node] = execution
+    if "Trainer" not in newest:
+        raise UserFacingError(f"{output_dir}: ML Metadata records no completed Trainer run")
+    return {node: (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
+            for node, e in newest.items()}
+
+
+def latest_history(output_dir: Path) -> tuple[dict[str, list[float]], Path]:
+    """history.json of the newest Trainer run recorded in ML Metadata, and its folder."""
+    from models.contract import HISTORY_FILE
+
+    runs = sorted(_store(output_dir).get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
+    if not runs:
+        raise UserFacingError(f"{output_dir}: ML Metadata records no ModelRun")
+    folder = Path(runs[-1].uri)
+    return json.loads((folder / HISTORY_FILE).read_text()), folder
+
+
+def best_valid(history: dict[str, list[float]]) -> dict[str, float]:
+    """The epoch early stopping keeps (lowest val_loss) and its valid metrics."""
+    losses = history["val_loss"]
+    best = min(range(len(losses)), key=losses.__getitem__)
+    return {"epoch": best + 1, "epochs_run": len(losses), "val_loss": losses[best],
+            "val_accuracy": history["val_accuracy"][best], "val_auc": history["val_auc"][best]}
+
+
+def point(output_dir: Path, name: str) -> dict[str, Any]:
+    """The run as an `--extra` object, with its valid figures and timings beside."""
+    verdict_path = output_dir / "last_run.json"
+    if not verdict_path.is_file():
+        raise UserFacingError(f"{output_dir}: no last_run.json (the run did not finish)")
+    overall = json.loads(verdict_path.read_text()).get("metrics", {}).get("overall", {})
+    if "binary_accuracy" not in overall:
+        raise UserFacingError(f"{verdict_path}: no Evaluator metrics (the run failed early)")
+    seconds = train_seconds(output_dir)
+    history, folder = latest_history(output_dir)
+    blend_path = folder / "blend.json"
+    return {"name": name, "accuracy": overall["binary_accuracy"], "f1": overall["f1_score"],
+            "auc": overall.get("auc"), "train_seconds": sum(seconds.values()),
+            "component_seconds": seconds, "valid": best_valid(history),
+            "blend": json.loads(blend_path.read_text()) if blend_path.is_file() else None,
+            "source": str(output_dir)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--output_dir", required=True, type=Path, help="a make run OUTPUT")
+    parser.add_argument("--name", required=True, help="the model's name in the table")
+    parser.add_argument("--out", type=Path, help="the --extra file (default: stdout only)")
+    args = parser.parse_args(argv)
+    try:
+        result = point(args.output_dir.resolve(), args.name)
+    except UserFacingError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
+    text = json.dumps(result, indent=2) + "\n"
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
