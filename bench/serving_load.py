@@ -8,7 +8,10 @@ drives it over gRPC and REST from client threads (each bounded by
 --requests and --max_seconds), and in the same run calls the SavedModel's
 serving_text signature in-process: single-review latency and batch-64
 throughput. Prints p50/p99 latency, throughput, failures, and the server's
-overhead over the bare call (ms and ratio). Without --model_base_path it
+overhead over the bare call (ms and ratio), and where the CPU went: the
+server's and the load generator's CPU ms per request, and the host's cores
+they kept busy (client and server share this host, so on 2 cores the
+client's CPU is taken from the server's). Without --model_base_path it
 serves a CNN-shaped demo model (embedding 64, 3 x 64 conv filters, 256
 tokens) of the released model's cost.
 """
@@ -16,6 +19,7 @@ tokens) of the released model's cost.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -50,13 +54,23 @@ def bare_model(path: str, calls: int) -> dict[str, float]:
         start = time.perf_counter()
         function(**{INPUT_TEXT: single})[OUTPUT_KEY].numpy()
         latencies.append(time.perf_counter() - start)
-    start, done = time.perf_counter(), 0
+    start, done, cpu = time.perf_counter(), 0, cpu_seconds()
     while time.perf_counter() - start < 5:
         function(**{INPUT_TEXT: batch})[OUTPUT_KEY].numpy()
         done += 64
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     return {"p50_ms": _percentile(latencies, 50) * 1e3, "p99_ms": _percentile(latencies, 99) * 1e3,
-            "single_per_s": 1 / statistics.mean(latencies),
-            "batched_per_s": done / (time.perf_counter() - start)}
+            "single_per_s": 1 / statistics.mean(latencies), "batched_per_s": done / elapsed,
+            "batched_cpu_ms_per_review": cpu / done * 1e3, "batched_cores": cpu / elapsed}
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process so far (this one by default)."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load(make_call: Callable[[], Callable[[], object]], clients: int, total: int,
@@ -131,9 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             cold_start = time.monotonic() - started
             print(f"server cold start (process start -> AVAILABLE): {cold_start:.2f} s")
             print(f"bare SavedModel, in-process: 1 review p50 {bare['p50_ms']:.3f} ms, "
-                  f"p99 {bare['p99_ms']:.3f} ms; batch 64: {bare['batched_per_s']:.0f} reviews/s")
+                  f"p99 {bare['p99_ms']:.3f} ms; batch 64: {bare['batched_per_s']:.0f} reviews/s "
+                  f"({bare['batched_cpu_ms_per_review']:.3f} CPU ms per review, "
+                  f"{bare['batched_cores']:.2f} of {os.cpu_count()} cores busy)")
             print(f"{'transport':9} {'batch':>5} {'clients':>7} {'requests':>8} {'failed':>6} "
-                  f"{'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'reviews/s':>9}")
+                  f"{'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'reviews/s':>9} "
+                  f"{'server CPU':>10} {'client CPU':>10}  (CPU ms per request)")
             rows = {}
             for transport in args.transports.split(","):
                 for batch in map(int, args.batches.split(",")):
@@ -149,12 +166,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       else RestClient(options))
                             return lambda: client.predict(texts)
                         total = args.requests if batch == 1 else max(1, args.requests // 10)
+                        server_cpu, client_cpu = cpu_seconds(server.process.pid), cpu_seconds()
                         row = load(make_call, clients, total, args.max_seconds)
+                        row["server_cpu_ms"] = (cpu_seconds(server.process.pid) - server_cpu) \
+                            / max(row["requests"], 1) * 1e3
+                        row["client_cpu_ms"] = (cpu_seconds() - client_cpu) \
+                            / max(row["requests"], 1) * 1e3
                         rows[(transport, batch, clients)] = row
                         print(f"{transport:9} {batch:5d} {clients:7d} {row['requests']:8d} "
                               f"{row['failed']:6d} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} "
                               f"{row['requests_per_s']:8.0f} "
-                              f"{row['requests_per_s'] * batch:9.0f}", flush=True)
+                              f"{row['requests_per_s'] * batch:9.0f} "
+                              f"{row['server_cpu_ms']:10.3f} {row['client_cpu_ms']:10.3f}",
+                              flush=True)
         one = rows.get(("grpc", 1, 1))
         if one:
             print(f"gRPC overhead, 1 review, 1 client: +{one['p50_ms'] - bare['p50_ms']:.3f} ms "
@@ -163,7 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             row = rows.get(("grpc", batch, 32))
             if row:
                 ratio = row["requests_per_s"] * batch / bare["batched_per_s"]
-                print(f"gRPC 32 clients, batch {batch}: {ratio:.2f}x the bare batched throughput")
+                print(f"gRPC 32 clients, batch {batch}: {ratio:.2f}x the bare batched throughput;"
+                      f" CPU per review: server {row['server_cpu_ms'] / batch:.3f} ms, client "
+                      f"{row['client_cpu_ms'] / batch:.3f} ms, bare model "
+                      f"{bare['batched_cpu_ms_per_review']:.3f} ms")
         failed = sum(int(r["failed"]) for r in rows.values())
         print(f"failed requests: {failed}")
     return 0
