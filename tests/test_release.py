@@ -98,6 +98,21 @@ def test_a_failed_release_leaves_the_previous_one_byte_identical(tmp_path, candi
     assert not (out / "tflite" / "6").exists() and not (out / "plot.png").exists()
 
 
+def test_the_tflite_files_are_edited_in_the_staged_copy_and_the_input_stays(tmp_path,
+                                                                           candidate):
+    """Release stamps the version into the manifest of the copy it publishes:
+    the checked TFLite artifact is read once and never written."""
+    out, (_, tflite) = tmp_path / "out", candidate
+    before = _snapshot(tflite)
+
+    def stamp(staged: str) -> None:
+        Path(staged, "manifest.json").write_text('{"version": 4}')
+
+    _release(out, candidate, 4, prepare_tflite=stamp)
+    assert (out / "tflite" / "4" / "manifest.json").read_text() == '{"version": 4}'
+    assert _snapshot(tflite) == before
+
+
 def test_a_failure_while_staging_publishes_nothing(tmp_path, candidate):
     out = tmp_path / "out"
 

@@ -20,6 +20,7 @@ the pipeline gives them a per-run token that keeps them out of the cache.
 import datetime
 import json
 import posixpath
+from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
@@ -102,14 +103,14 @@ def _tflite_summary(tflite: TFLiteModel) -> dict[str, Any]:
             "agreement_split": manifest["agreement_split"]}
 
 
-def _restamp_manifest(tflite_uri: str, version: int, staged: str) -> str:
-    """A copy of the checked TFLite files whose manifest names the version."""
-    io_utils.copy_dir(tflite_uri, staged)
-    path = posixpath.join(staged, MANIFEST)
-    manifest = json.loads(io_utils.read_string_file(path))
-    manifest["version"] = version
-    io_utils.write_string_file(path, json.dumps(manifest, indent=2))
-    return staged
+def _stamp_manifest(version: int) -> Callable[[str], None]:
+    """Writes `version` into the manifest of staged TFLite files."""
+    def stamp(staged: str) -> None:
+        path = posixpath.join(staged, MANIFEST)
+        manifest = json.loads(io_utils.read_string_file(path))
+        manifest["version"] = version
+        io_utils.write_string_file(path, json.dumps(manifest, indent=2))
+    return stamp
 
 
 @tfx.dsl.components.component
@@ -167,13 +168,10 @@ def Release(
         version = publish.next_version(publish.list_versions(served_dir), publish.now())
         summary["released_version"] = version
         summary["released_at"] = datetime.datetime.now(datetime.UTC).isoformat()
-        staged_tflite = _restamp_manifest(tflite.uri, version,
-                                          posixpath.join(release.uri, "tflite"))
         publish.publish_release(
             output_dir=output_dir, model_name=model_name, saved_model_dir=candidate_dir,
-            tflite_files_dir=staged_tflite, reports=report.render(summary, evaluation.uri),
-            version=version)
-        tf.io.gfile.rmtree(staged_tflite)
+            tflite_files_dir=tflite.uri, reports=report.render(summary, evaluation.uri),
+            version=version, prepare_tflite=_stamp_manifest(version))
     release.set_string_custom_property("status", status)
     release.set_int_custom_property("version", version or 0)
     write_last_run(output_dir, {**verdict, "status": status, "version": version})

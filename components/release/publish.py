@@ -108,13 +108,17 @@ def _rename_new(src: str, dst: str) -> None:
 
 def publish_release(*, output_dir: str, model_name: str, saved_model_dir: str,
                     tflite_files_dir: str, reports: Mapping[str, bytes], version: int,
-                    prepare_serving: Callable[[str], None] | None = None) -> PublishedRelease:
+                    prepare_serving: Callable[[str], None] | None = None,
+                    prepare_tflite: Callable[[str], None] | None = None) -> PublishedRelease:
     """Stages the release of `version`, then renames it into place: tflite,
     reports, and serving last. On any failure the moved parts are put back
     and the exception propagates; the staging folder is always removed.
 
     `prepare_serving(staged_saved_model_dir)` may add files to the staged
-    SavedModel (e.g. TF Serving warm-up requests) before it is published.
+    SavedModel (e.g. TF Serving warm-up requests) before it is published;
+    `prepare_tflite(staged_tflite_dir)` may edit the staged TFLite files
+    (e.g. stamp the version into the manifest). Both work on the staged
+    copies, so the inputs stay as they were and nothing is copied twice.
     """
     staging = posixpath.join(output_dir, STAGING_DIR, f"{version}-{uuid.uuid4().hex[:8]}")
     staged_serving = posixpath.join(staging, "serving")
@@ -129,6 +133,8 @@ def publish_release(*, output_dir: str, model_name: str, saved_model_dir: str,
         if prepare_serving is not None:
             prepare_serving(staged_serving)
         _copy_tree(tflite_files_dir, staged_tflite)
+        if prepare_tflite is not None:
+            prepare_tflite(staged_tflite)
         tf.io.gfile.makedirs(staged_reports)
         tf.io.gfile.makedirs(backups)
         for name, payload in reports.items():
