@@ -360,6 +360,9 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
         code = "OK"
         try:
             return await body()
+        except asyncio.CancelledError:  # the client went away or its deadline passed
+            code = "CANCELLED"
+            raise
         except ServingError as error:
             code = error.code
             await context.abort(grpc.StatusCode[error.code], error.message)
@@ -398,7 +401,7 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
         async def body() -> classification_pb2.ClassificationResponse:
             servable = _resolve(self._manager, request.model_spec)
             key, scores = await _scores(servable, self._pool, request.model_spec.signature_name,
-                                             _serialized_examples(request.input))
+                                        _serialized_examples(request.input))
             response = classification_pb2.ClassificationResponse(
                 model_spec=_answer_spec(servable, key))
             for probability in scores:
@@ -413,7 +416,7 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
         async def body() -> regression_pb2.RegressionResponse:
             servable = _resolve(self._manager, request.model_spec)
             key, scores = await _scores(servable, self._pool, request.model_spec.signature_name,
-                                             _serialized_examples(request.input))
+                                        _serialized_examples(request.input))
             response = regression_pb2.RegressionResponse(model_spec=_answer_spec(servable, key))
             for value in scores:
                 response.result.regressions.add(value=float(value))

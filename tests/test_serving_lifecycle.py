@@ -157,3 +157,27 @@ def test_grpc_over_mutual_tls_with_ssl_config_file(tmp_path: Path) -> None:
             with GrpcClient(options) as refused, pytest.raises(ServingError) as caught:
                 refused.predict([POSITIVE])
             assert caught.value.code == "UNAVAILABLE"
+
+
+def test_a_request_whose_deadline_passes_is_counted_cancelled_and_the_server_goes_on(
+        tmp_path: Path) -> None:
+    """The client gives up on a long request: it gets DEADLINE_EXCEEDED, the
+    server counts the request as CANCELLED and answers the next one."""
+    import requests
+
+    build_versions(tmp_path / "base", [1])
+    with running_server([f"--model_base_path={tmp_path / 'base'}", "--model_name=imdb"],
+                        tmp_path / "server.log", wait_for="imdb") as server:
+        impatient = server.grpc("imdb", deadline_s=0.3, retries=0, batch_size=20_000)
+        with pytest.raises(ServingError) as raised:
+            impatient.predict([POSITIVE * 20] * 20_000)
+        impatient.close()
+        assert raised.value.code == "DEADLINE_EXCEEDED"
+        with server.grpc("imdb", deadline_s=30, retries=0) as client:
+            assert len(client.predict([POSITIVE])) == 1
+        deadline = time.monotonic() + 60
+        counted = ':tensorflow:serving:request_count{model_name="imdb",status="CANCELLED"} 1'
+        while counted not in (text := requests.get(
+                f"{server.rest_url}/monitoring/prometheus/metrics", timeout=10).text):
+            assert time.monotonic() < deadline, text  # the long call ends on its own time
+            time.sleep(0.2)
