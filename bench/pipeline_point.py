@@ -2,12 +2,13 @@
 
 `bench.ngram_baselines` tables and plots the n-gram baselines beside other
 models read from `--extra` files. This writes that file for a `make run`
-output folder, from what the run itself recorded: accuracy and F1 on the
-official test slice from the Evaluator (`last_run.json`), the train wall
-time from ML Metadata (the newest Trainer and Pretrainer executions that
-ran, not cached: the whole component, pre-training and the NB-LR blend
-included), and the `valid` figures the Trainer wrote (history.json, and
-blend.json when the model blends with NB-LR).
+output folder, from what the run recorded in ML Metadata: accuracy and F1
+on the official test slice from the Evaluator's evaluation of the newest
+trained model (also when a later check stopped the release), the train
+wall time (the newest Trainer and Pretrainer executions that ran, not
+cached: the whole component, pre-training and the NB-LR blend included),
+and the `valid` figures the Trainer wrote (history.json, and blend.json
+when the model blends with NB-LR).
 
     .venv/bin/python -m bench.pipeline_point --output_dir=OUTPUT --name=NAME \
         [--out=FILE.json]
@@ -24,7 +25,7 @@ from typing import Any
 from components.errors import UserFacingError
 from pipeline.config import OneLineParser
 
-__all__ = ["train_seconds", "latest_history", "best_valid", "point", "main"]
+__all__ = ["train_seconds", "latest_history", "test_metrics", "best_valid", "point", "main"]
 
 PROG = "bench.pipeline_point"
 #: The node ids whose wall time is the model's training time.
@@ -50,30 +51,71 @@ def _node(store: Any, execution: Any) -> str:
     return next((n.rsplit(".", 1)[1] for n in names if "." in n and ":" not in n), "")
 
 
-def train_seconds(output_dir: Path) -> dict[str, float]:
-    """Wall time (s) of the newest completed execution of each training node."""
-    store = _store(output_dir)
+def _newest_runs(store: Any) -> dict[str, Any]:
+    """The newest execution that ran (was not cached) of each node id."""
     newest: dict[str, Any] = {}
     for execution in store.get_executions():
         node = _node(store, execution)
-        ran = node in TRAINING_NODES and execution.last_known_state == _COMPLETE
+        ran = execution.last_known_state == _COMPLETE
         if ran and (node not in newest or execution.id > newest[node].id):
             newest[node] = execution
+    return newest
+
+
+def _trainer(store: Any, output_dir: Path) -> tuple[dict[str, Any], Any]:
+    newest = _newest_runs(store)
     if "Trainer" not in newest:
         raise UserFacingError(f"{output_dir}: ML Metadata records no completed Trainer run")
+    return newest, newest["Trainer"]
+
+
+def _artifacts(store: Any, execution: Any, event_type: int, type_name: str) -> list[Any]:
+    ids = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+           if e.type == event_type]
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    return [a for a in store.get_artifacts_by_id(ids) if types[a.type_id] == type_name]
+
+
+def train_seconds(output_dir: Path) -> dict[str, float]:
+    """Wall time (s) of the newest completed execution of each training node."""
+    newest, _ = _trainer(_store(output_dir), output_dir)
     return {node: (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
-            for node, e in newest.items()}
+            for node, e in newest.items() if node in TRAINING_NODES}
 
 
 def latest_history(output_dir: Path) -> tuple[dict[str, list[float]], Path]:
     """history.json of the newest Trainer run recorded in ML Metadata, and its folder."""
+    from ml_metadata.proto import metadata_store_pb2
+
     from models.contract import HISTORY_FILE
 
-    runs = sorted(_store(output_dir).get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
-    if not runs:
-        raise UserFacingError(f"{output_dir}: ML Metadata records no ModelRun")
-    folder = Path(runs[-1].uri)
+    store = _store(output_dir)
+    _, trainer = _trainer(store, output_dir)
+    [run] = _artifacts(store, trainer, metadata_store_pb2.Event.OUTPUT, "ModelRun")
+    folder = Path(run.uri)
     return json.loads((folder / HISTORY_FILE).read_text()), folder
+
+
+def test_metrics(output_dir: Path) -> dict[str, Any]:
+    """The Evaluator's overall metrics (the official test slice) of the model
+    the newest Trainer run produced: read from its evaluation, so a run that
+    stopped after the Evaluator (a failed TFLite check, say) still counts."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    from components.release.report import collect_metrics
+
+    store = _store(output_dir)
+    newest, trainer = _trainer(store, output_dir)
+    [model] = _artifacts(store, trainer, metadata_store_pb2.Event.OUTPUT, "Model")
+    evaluator = newest.get("Evaluator")
+    evaluated = evaluator is not None and model.id in {
+        a.id for a in _artifacts(store, evaluator, metadata_store_pb2.Event.INPUT, "Model")}
+    if not evaluated:
+        raise UserFacingError(f"{output_dir}: the newest trained model has no evaluation "
+                              "(the run stopped before the Evaluator)")
+    [evaluation] = _artifacts(store, evaluator, metadata_store_pb2.Event.OUTPUT,
+                              "ModelEvaluation")
+    return collect_metrics(evaluation.uri)["overall"]
 
 
 def best_valid(history: dict[str, list[float]]) -> dict[str, float]:
@@ -86,12 +128,10 @@ def best_valid(history: dict[str, list[float]]) -> dict[str, float]:
 
 def point(output_dir: Path, name: str) -> dict[str, Any]:
     """The run as an `--extra` object, with its valid figures and timings beside."""
+    overall = test_metrics(output_dir)
     verdict_path = output_dir / "last_run.json"
-    if not verdict_path.is_file():
-        raise UserFacingError(f"{output_dir}: no last_run.json (the run did not finish)")
-    overall = json.loads(verdict_path.read_text()).get("metrics", {}).get("overall", {})
-    if "binary_accuracy" not in overall:
-        raise UserFacingError(f"{verdict_path}: no Evaluator metrics (the run failed early)")
+    status = json.loads(verdict_path.read_text()).get("status") if verdict_path.is_file() \
+        else None
     seconds = train_seconds(output_dir)
     history, folder = latest_history(output_dir)
     blend_path = folder / "blend.json"
@@ -99,7 +139,7 @@ def point(output_dir: Path, name: str) -> dict[str, Any]:
             "auc": overall.get("auc"), "train_seconds": sum(seconds.values()),
             "component_seconds": seconds, "valid": best_valid(history),
             "blend": json.loads(blend_path.read_text()) if blend_path.is_file() else None,
-            "source": str(output_dir)}
+            "run_status": status, "source": str(output_dir)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,9 +19,10 @@ import math
 from typing import Any
 
 __all__ = ["MODEL_DEFAULTS", "DEFAULT_MAX_LENGTH", "DEFAULT_NGRAM_BLEND", "TOKENIZERS",
-           "WORDPIECE_MIN_LENGTH", "MINILM_POSITIONS", "MODELS", "CheckedConfig",
-           "PretrainConfig", "TrainConfig", "TransformConfig", "allowed", "check", "field",
-           "problems"]
+           "INT8_TFLITE",
+           "WORDPIECE_MIN_LENGTH", "MINILM_POSITIONS", "MODELS", "PRETRAIN_TRAIN_FIELDS",
+           "CheckedConfig", "PretrainConfig", "TrainConfig", "TransformConfig", "allowed",
+           "check", "field", "for_pretraining", "problems"]
 
 #: Model architectures `run_fn` can build: the CNN, the transformer trained
 #: here (optionally masked-LM pre-trained), the packaged pre-trained MiniLM.
@@ -51,6 +52,10 @@ DEFAULT_NGRAM_BLEND = {"cnn": False, "transformer": False, "minilm": True}
 #: How Transform turns text into ids for each model (models/text.py words and
 #: a vocabulary learnt on train, or models/wordpiece.py with the encoder's own).
 TOKENIZERS = {"cnn": "words", "transformer": "words", "minilm": "wordpiece"}
+#: Whether the model ships the int8 TFLite variant (integer activations).
+#: The attention encoders do not: it flipped too many decisions for a file
+#: no smaller than dynamic_range's (components/tflite_converter/convert.py).
+INT8_TFLITE = {"cnn": True, "transformer": False, "minilm": False}
 #: A WordPiece row is [CLS], at least one piece, [SEP].
 WORDPIECE_MIN_LENGTH = 3
 #: Position embeddings of the packaged all-MiniLM-L6-v2 (its config.json's
@@ -234,6 +239,20 @@ class TrainConfig(CheckedConfig):
         if self.model != "cnn" and self.embedding_dim % self.num_heads:
             raise ValueError(f"--num_heads={self.num_heads}: must divide --embedding_dim="
                              f"{self.embedding_dim} (each head gets an equal share)")
+
+
+#: The TrainConfig fields masked-LM pre-training reads (models/pretraining.py):
+#: the encoder's shape and dropout, AdamW's decay and clipping, the seed and
+#: the devices (the global batch is a multiple of the replicas). The
+#: Pretrainer is given only these, so a fine-tuning flag (learning rate,
+#: epochs, warm-up, unfreezing, ...) reuses a cached pre-training.
+PRETRAIN_TRAIN_FIELDS = ("model", "embedding_dim", "num_layers", "num_heads", "ff_dim",
+                         "dropout", "weight_decay", "clipnorm", "num_cpu_devices", "seed")
+
+
+def for_pretraining(train: TrainConfig) -> TrainConfig:
+    """`train` with every field that pre-training does not read at its default."""
+    return TrainConfig(**{name: getattr(train, name) for name in PRETRAIN_TRAIN_FIELDS})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ from components.release.layout import serving_dir
 from components.tflite_converter.component import TFLiteCheck
 from components.tflite_converter.convert import VARIANTS
 from models import contract, features
-from models.config import TOKENIZERS
+from models.config import INT8_TFLITE, TOKENIZERS, for_pretraining
 from pipeline.config import CheckConfig, EvalConfig, PipelineConfig
 from pipeline.fingerprints import CodeVersions
 
@@ -199,7 +199,9 @@ def create_pipeline(
             # Unused: the masked-LM loss is watched on a hashed share of the
             # training reviews. Named so that no labelled split is handed over.
             eval_args=tfx.proto.EvalArgs(splits=[contract.UNSUP]),
+            # Only what pre-training reads: fine-tuning flags keep it cached.
             custom_config={**trainer_custom_config(config, code_versions),
+                           "train": dataclasses.asdict(for_pretraining(config.train)),
                            "pretrain": dataclasses.asdict(config.pretrain)},
         ).with_id("Pretrainer")
     trainer = tfx.components.Trainer(
@@ -229,7 +231,7 @@ def create_pipeline(
         tolerances=json.dumps(tflite_tolerances(config.checks), sort_keys=True),
         num_oov_buckets=config.transform.num_oov_buckets,
         check_examples=config.checks.tflite_check_examples, code_version=code_versions.tflite,
-        tokenizer=TOKENIZERS[config.train.model])
+        tokenizer=TOKENIZERS[config.train.model], int8=int(INT8_TFLITE[config.train.model]))
     infra = InfraValidation(model=model, examples=examples, model_name=config.run.model_name)
     release = Release(
         model=model, blessing=evaluator.outputs["blessing"],

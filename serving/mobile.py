@@ -49,8 +49,9 @@ __all__ = ["VARIANTS", "SUPPORTED_TOKENIZER_VERSION", "SUPPORTED_WORDPIECE_VERSI
            "MobileLoadError", "MobileTokenizer", "WordPieceTokenizer", "read_tokenizer",
            "MobileClassifier", "main"]
 
-#: The variants a release folder may hold (file model_<variant>.tflite); a
-#: WordPiece (MiniLM) release has no int8 (convert.variants_for says why).
+#: The variants a release folder may hold (file model_<variant>.tflite); an
+#: attention encoder's (transformer, MiniLM) has no int8 (convert.variants_for
+#: says why).
 VARIANTS = ("float32", "dynamic_range", "float16", "int8")
 #: The word tokenizer's tokenizer.json rules this module implements.
 SUPPORTED_TOKENIZER_VERSION = 2

@@ -10,7 +10,7 @@ from tfx import v1 as tfx
 
 from components.tflite_converter.component import CHECK_SPLIT
 from models import contract
-from models.config import PretrainConfig, TrainConfig
+from models.config import PRETRAIN_TRAIN_FIELDS, PretrainConfig, TrainConfig
 from pipeline.config import DataConfig, PipelineConfig, RunConfig
 from pipeline.fingerprints import CodeVersions
 from pipeline.pipeline import create_pipeline
@@ -116,14 +116,34 @@ def test_pretraining_adds_a_pretrainer_on_unsup_and_train_that_feeds_the_trainer
     assert json.loads(c["Trainer"].exec_properties["train_args"])["splits"] == [contract.TRAIN]
 
 
-@pytest.mark.parametrize(("model", "tokenizer"), [
-    ("cnn", "words"), ("transformer", "words"), ("minilm", "wordpiece")])
-def test_the_tflite_check_ships_the_tokenizer_transform_applies(model, tokenizer):
+def test_fine_tuning_flags_leave_the_pretrainer_cached_and_encoder_flags_do_not():
+    """The Pretrainer's cache key (its custom_config) holds only what
+    pre-training reads: changing how the classifier is fine-tuned reuses
+    the pre-trained encoder; changing the encoder's shape pre-trains anew."""
+    def pretrainer_config(**train: object) -> dict:
+        c = _by_id(_pipeline(train=TrainConfig(model="transformer", **train),
+                             pretrain=PretrainConfig(pretrain=True)))
+        return json.loads(c["Pretrainer"].exec_properties["custom_config"])
+
+    base = pretrainer_config()
+    fine_tuned = pretrainer_config(learning_rate=3e-4, epochs=2, warmup_fraction=0.1,
+                                   layer_lr_decay=0.8, gradual_unfreezing=True, batch_size=32)
+    assert fine_tuned == base
+    assert pretrainer_config(num_layers=3) != base
+    assert pretrainer_config(seed=7) != base
+    assert set(PRETRAIN_TRAIN_FIELDS) <= set(base["train"])
+
+
+@pytest.mark.parametrize(("model", "tokenizer", "int8"), [
+    ("cnn", "words", 1), ("transformer", "words", 0), ("minilm", "wordpiece", 0)])
+def test_the_tflite_check_ships_the_tokenizer_transform_applies(model, tokenizer, int8):
     """The phone must tokenise as Transform does: TFLiteCheck is told the
-    model's tokenizer (its vocabulary, tokenizer.json and metadata follow)."""
+    model's tokenizer (its vocabulary, tokenizer.json and metadata follow),
+    and whether the model ships an int8 variant (the CNN only)."""
     c = _by_id(_pipeline(train=TrainConfig(model=model)))
     assert json.loads(c["Transform"].exec_properties["custom_config"])["tokenizer"] == tokenizer
     assert c["TFLiteCheck"].exec_properties["tokenizer"] == tokenizer
+    assert c["TFLiteCheck"].exec_properties["int8"] == int8
 
 
 def test_code_and_schema_fingerprints_join_the_cache_keys(pipeline):

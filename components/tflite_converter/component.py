@@ -88,11 +88,11 @@ def _vocabulary(tokenizer: str, output: tft.TFTransformOutput) -> list[str]:
 
 
 def variants_with(overrides: dict[str, dict[str, float]],
-                  tokenizer: str = conv.WORDS) -> list[conv.Variant]:
-    """The tokenizer's variants (convert.variants_for) with the configured
+                  int8: bool = True) -> list[conv.Variant]:
+    """The model's variants (convert.variants_for) with the configured
     tolerances in place of their defaults."""
     return [dataclasses.replace(v, **overrides.get(v.name, {}))
-            for v in conv.variants_for(tokenizer)]
+            for v in conv.variants_for(int8)]
 
 
 @tfx.dsl.components.component
@@ -107,12 +107,14 @@ def TFLiteCheck(
     check_examples: tfx.dsl.components.Parameter[int] = 256,
     code_version: tfx.dsl.components.Parameter[str] = "",
     tokenizer: tfx.dsl.components.Parameter[str] = conv.WORDS,
+    int8: tfx.dsl.components.Parameter[int] = 1,
 ) -> None:
     """Converts every variant and records whether all are within their
     tolerance (the release step refuses a blessed candidate that is not).
     `tolerances`: JSON {variant: {"max_abs_diff": x, "min_agreement": y}}
     overriding the variants' defaults. `tokenizer`: models/config.py's
-    TOKENIZERS value of the model ("words" or "wordpiece")."""
+    TOKENIZERS value of the model ("words" or "wordpiece"). `int8`: 1 if
+    the model ships the int8 variant (models.config.INT8_TFLITE)."""
     del code_version  # joins the cache key only
     if tokenizer == conv.WORDPIECE:
         wordpiece.register_ops()  # the transform graph (and the model) tokenise with TF Text
@@ -129,7 +131,7 @@ def TFLiteCheck(
         files, entries = conv.convert_all(
             loaded, calibration_ids=_token_ids(transform_output, calibration_texts),
             check_ids=ids, reference=reference, vocab=vocab, labels=labels,
-            variants=variants_with(json.loads(tolerances), tokenizer), tokenizer=tokenizer)
+            variants=variants_with(json.loads(tolerances), bool(int8)), tokenizer=tokenizer)
     except conv.DisagreementError as err:
         logging.warning("TFLiteCheck: FAILED: %s", err)
         tflite.set_string_custom_property(CHECK_STATUS, "failed")
