@@ -19,10 +19,9 @@ import math
 from typing import Any
 
 __all__ = ["MODEL_DEFAULTS", "DEFAULT_MAX_LENGTH", "DEFAULT_NGRAM_BLEND", "TOKENIZERS",
-           "INT8_TFLITE",
-           "WORDPIECE_MIN_LENGTH", "MINILM_POSITIONS", "MODELS", "PRETRAIN_TRAIN_FIELDS",
-           "CheckedConfig", "PretrainConfig", "TrainConfig", "TransformConfig", "allowed",
-           "check", "field", "for_pretraining", "problems"]
+           "INT8_TFLITE", "WORDPIECE_MIN_LENGTH", "MINILM_POSITIONS", "MODELS",
+           "PRETRAIN_TRAIN_FIELDS", "CheckedConfig", "PretrainConfig", "TrainConfig",
+           "TransformConfig", "allowed", "check", "field", "for_pretraining", "problems"]
 
 #: Model architectures `run_fn` can build: the CNN, the transformer trained
 #: here (optionally masked-LM pre-trained), the packaged pre-trained MiniLM.
