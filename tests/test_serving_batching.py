@@ -162,8 +162,12 @@ def test_closing_with_a_full_queue_answers_every_queued_request(batcher_of):
 
     senders = _in_threads(1, send)
     _wait_until(lambda: model.calls == [1])
-    senders += [threading.Thread(target=send, args=(i,), daemon=True) for i in range(1, 4)]
-    for thread in senders[1:]:
+    senders += _in_threads(1, lambda _: send(1))
+    # The batch thread takes request 1 out of the queue before 2 and 3 fill it
+    # (sent together, the third could find it full and be refused).
+    _wait_until(lambda: batcher.queued() == 1 and batcher._queue.empty())
+    senders += [threading.Thread(target=send, args=(i,), daemon=True) for i in (2, 3)]
+    for thread in senders[2:]:
         thread.start()
     _wait_until(lambda: batcher.queued() == 3)  # one held by the batch thread, the queue full
     closing = _in_threads(1, lambda _: batcher.close())
