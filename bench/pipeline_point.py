@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,23 @@ __all__ = ["train_seconds", "latest_history", "test_metrics", "best_valid", "poi
 PROG = "bench.pipeline_point"
 #: The node ids whose wall time is the model's training time.
 TRAINING_NODES = ("Pretrainer", "Trainer")
-_COMPLETE = 3  # metadata_store_pb2.Execution.COMPLETE: ran (CACHED is 5)
 
 
-def _store(output_dir: Path) -> Any:
+@dataclass(frozen=True)
+class _Record:
+    """What ML Metadata says about a run folder, read once: the store, the
+    newest execution that ran (not cached) of each node id, and the Trainer's."""
+
+    output_dir: Path
+    store: Any
+    newest: dict[str, Any]
+
+    @property
+    def trainer(self) -> Any:
+        return self.newest["Trainer"]
+
+
+def _record(output_dir: Path) -> _Record:
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
@@ -42,7 +56,11 @@ def _store(output_dir: Path) -> Any:
         raise UserFacingError(f"{output_dir}: no ML Metadata store at {path} (not a run folder)")
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = str(path)
-    return metadata_store.MetadataStore(connection)
+    store = metadata_store.MetadataStore(connection)
+    newest = _newest_runs(store, metadata_store_pb2.Execution.COMPLETE)
+    if "Trainer" not in newest:
+        raise UserFacingError(f"{output_dir}: ML Metadata records no completed Trainer run")
+    return _Record(output_dir, store, newest)
 
 
 def _node(store: Any, execution: Any) -> str:
@@ -51,22 +69,16 @@ def _node(store: Any, execution: Any) -> str:
     return next((n.rsplit(".", 1)[1] for n in names if "." in n and ":" not in n), "")
 
 
-def _newest_runs(store: Any) -> dict[str, Any]:
-    """The newest execution that ran (was not cached) of each node id."""
+def _newest_runs(store: Any, complete: int) -> dict[str, Any]:
+    """The newest execution that ran of each node id (state COMPLETE; a cached
+    one is CACHED)."""
     newest: dict[str, Any] = {}
     for execution in store.get_executions():
         node = _node(store, execution)
-        ran = execution.last_known_state == _COMPLETE
+        ran = execution.last_known_state == complete
         if ran and (node not in newest or execution.id > newest[node].id):
             newest[node] = execution
     return newest
-
-
-def _trainer(store: Any, output_dir: Path) -> tuple[dict[str, Any], Any]:
-    newest = _newest_runs(store)
-    if "Trainer" not in newest:
-        raise UserFacingError(f"{output_dir}: ML Metadata records no completed Trainer run")
-    return newest, newest["Trainer"]
 
 
 def _artifacts(store: Any, execution: Any, event_type: int, type_name: str) -> list[Any]:
@@ -76,46 +88,54 @@ def _artifacts(store: Any, execution: Any, event_type: int, type_name: str) -> l
     return [a for a in store.get_artifacts_by_id(ids) if types[a.type_id] == type_name]
 
 
+def _train_seconds(record: _Record) -> dict[str, float]:
+    return {node: (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
+            for node, e in record.newest.items() if node in TRAINING_NODES}
+
+
 def train_seconds(output_dir: Path) -> dict[str, float]:
     """Wall time (s) of the newest completed execution of each training node."""
-    newest, _ = _trainer(_store(output_dir), output_dir)
-    return {node: (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
-            for node, e in newest.items() if node in TRAINING_NODES}
+    return _train_seconds(_record(output_dir))
 
 
-def latest_history(output_dir: Path) -> tuple[dict[str, list[float]], Path]:
-    """history.json of the newest Trainer run recorded in ML Metadata, and its folder."""
+def _history(record: _Record) -> tuple[dict[str, list[float]], Path]:
     from ml_metadata.proto import metadata_store_pb2
 
     from models.contract import HISTORY_FILE
 
-    store = _store(output_dir)
-    _, trainer = _trainer(store, output_dir)
-    [run] = _artifacts(store, trainer, metadata_store_pb2.Event.OUTPUT, "ModelRun")
+    [run] = _artifacts(record.store, record.trainer, metadata_store_pb2.Event.OUTPUT,
+                       "ModelRun")
     folder = Path(run.uri)
     return json.loads((folder / HISTORY_FILE).read_text()), folder
+
+
+def latest_history(output_dir: Path) -> tuple[dict[str, list[float]], Path]:
+    """history.json of the newest Trainer run recorded in ML Metadata, and its folder."""
+    return _history(_record(output_dir))
+
+
+def _test_metrics(record: _Record) -> dict[str, Any]:
+    from ml_metadata.proto import metadata_store_pb2
+
+    from components.release.report import collect_metrics
+
+    store, event = record.store, metadata_store_pb2.Event
+    [model] = _artifacts(store, record.trainer, event.OUTPUT, "Model")
+    evaluator = record.newest.get("Evaluator")
+    evaluated = evaluator is not None and model.id in {
+        a.id for a in _artifacts(store, evaluator, event.INPUT, "Model")}
+    if not evaluated:
+        raise UserFacingError(f"{record.output_dir}: the newest trained model has no "
+                              "evaluation (the run stopped before the Evaluator)")
+    [evaluation] = _artifacts(store, evaluator, event.OUTPUT, "ModelEvaluation")
+    return collect_metrics(evaluation.uri)["overall"]
 
 
 def test_metrics(output_dir: Path) -> dict[str, Any]:
     """The Evaluator's overall metrics (the official test slice) of the model
     the newest Trainer run produced: read from its evaluation, so a run that
     stopped after the Evaluator (a failed TFLite check, say) still counts."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    from components.release.report import collect_metrics
-
-    store = _store(output_dir)
-    newest, trainer = _trainer(store, output_dir)
-    [model] = _artifacts(store, trainer, metadata_store_pb2.Event.OUTPUT, "Model")
-    evaluator = newest.get("Evaluator")
-    evaluated = evaluator is not None and model.id in {
-        a.id for a in _artifacts(store, evaluator, metadata_store_pb2.Event.INPUT, "Model")}
-    if not evaluated:
-        raise UserFacingError(f"{output_dir}: the newest trained model has no evaluation "
-                              "(the run stopped before the Evaluator)")
-    [evaluation] = _artifacts(store, evaluator, metadata_store_pb2.Event.OUTPUT,
-                              "ModelEvaluation")
-    return collect_metrics(evaluation.uri)["overall"]
+    return _test_metrics(_record(output_dir))
 
 
 def best_valid(history: dict[str, list[float]]) -> dict[str, float]:
@@ -128,12 +148,13 @@ def best_valid(history: dict[str, list[float]]) -> dict[str, float]:
 
 def point(output_dir: Path, name: str) -> dict[str, Any]:
     """The run as an `--extra` object, with its valid figures and timings beside."""
-    overall = test_metrics(output_dir)
+    record = _record(output_dir)
+    overall = _test_metrics(record)
     verdict_path = output_dir / "last_run.json"
     status = json.loads(verdict_path.read_text()).get("status") if verdict_path.is_file() \
         else None
-    seconds = train_seconds(output_dir)
-    history, folder = latest_history(output_dir)
+    seconds = _train_seconds(record)
+    history, folder = _history(record)
     blend_path = folder / "blend.json"
     return {"name": name, "accuracy": overall["binary_accuracy"], "f1": overall["f1_score"],
             "auc": overall.get("auc"), "train_seconds": sum(seconds.values()),

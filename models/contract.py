@@ -29,6 +29,7 @@ __all__ = [
     "CURVE_PREFIX",
     "BLEND_FILE",
     "ENCODER_WEIGHTS_FILE",
+    "NGRAM_WEIGHTS_ATTR",
 ]
 
 # Splits of ImdbExampleGen. `valid` is carved out of the official train/ set
@@ -73,3 +74,7 @@ CURVE_PREFIX = "curve_"
 BLEND_FILE = "blend.json"
 #: The pre-trained encoder's weights in the Pretrainer's model artifact.
 ENCODER_WEIGHTS_FILE = "encoder.weights.h5"
+#: The exported SavedModel's attribute that tracks NB-LR's weights: non-empty
+#: exactly when the served signatures blend NB-LR into the classifier's score
+#: (so they score differently from the TFLite classifier, which does not).
+NGRAM_WEIGHTS_ATTR = "ngram_weights"

@@ -163,7 +163,8 @@ class _ServingModule(tf.Module):
         # Serving's memory.
         # The functions below reach the models through closures.
         self.classifier_weights = list(model.weights)
-        self.ngram_weights = list(mixed.ngram_model.weights) if mixed else []
+        setattr(self, contract.NGRAM_WEIGHTS_ATTR,
+                list(mixed.ngram_model.weights) if mixed else [])
         self.tft_layer = tft_output.transform_features_layer()
         self.blend_weights = tf.constant(mixed.weights if mixed else (1.0, 0.0, 0.0),
                                          tf.float32)

@@ -180,7 +180,7 @@ def test_raw_text_gets_the_blend_and_token_ids_the_classifier_alone(blended):
     checkpoint = tf.train.load_checkpoint(variables)
     weights = {tuple(shape): checkpoint.get_tensor(name)
                for name, shape in tf.train.list_variables(variables)
-               if name.startswith("ngram_weights/")}
+               if name.startswith(f"{contract.NGRAM_WEIGHTS_ATTR}/")}
     assert len(weights) == 2
     row = tf.sparse.to_dense(transformed[NGRAMS]).numpy()
     ngram = 1 / (1 + np.exp(-(row @ weights[(200, 1)][:, 0] + weights[(1,)][0])))

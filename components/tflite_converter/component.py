@@ -139,8 +139,7 @@ def TFLiteCheck(
         return
     tflite.set_string_custom_property(CHECK_STATUS, PASSED)
     side = conv.side_files(vocab, max_length, num_oov_buckets, tokenizer)
-    # The export tracks NB-LR's weights only when it blends (models.trainer).
-    blended = bool(getattr(loaded, "ngram_weights", None))
+    blended = bool(getattr(loaded, contract.NGRAM_WEIGHTS_ATTR, None))
     manifest = conv.build_manifest(0, max_length, entries, side, check_split=CHECK_SPLIT,
                                    tokenizer=tokenizer, blended=blended)
     manifest["version"] = None  # stamped by the release step
