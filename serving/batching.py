@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from time import monotonic
@@ -31,7 +31,11 @@ from serving.errors import ServingError
 __all__ = ["BatchingOptions", "Batcher"]
 
 Arrays = Mapping[str, np.ndarray]
+#: Told of each model call: its rows and each request's queue wait (us).
+BatchObserver = Callable[[int, Sequence[float]], None]
 _STOP = object()
+#: A queued request: its inputs, its answer's future, when it was queued.
+_Item = tuple[Arrays, Future[dict[str, np.ndarray]], float]
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,10 @@ class Batcher:
     """Queues requests for `run` and executes them in merged batches."""
 
     def __init__(self, run: Callable[[Arrays], dict[str, np.ndarray]], options: BatchingOptions,
-                 name: str) -> None:
+                 name: str, observe: BatchObserver | None = None) -> None:
         self._run = run
         self._options = options
+        self._observe = observe
         self._queue: queue.Queue[Any] = queue.Queue(
             maxsize=options.max_enqueued_batches * options.max_batch_size)
         # Guards _closed and the model-call count; batch threads wait on it
@@ -87,6 +92,8 @@ class Batcher:
                 self._put(inputs, future)
         if inline:
             try:
+                if self._observe is not None:
+                    self._observe(_rows(inputs), (0.0,))
                 return self._run(inputs)
             finally:
                 self._finished()
@@ -108,7 +115,7 @@ class Batcher:
 
     def _put(self, inputs: Arrays, future: Future[dict[str, np.ndarray]]) -> None:
         try:
-            self._queue.put_nowait((inputs, future))
+            self._queue.put_nowait((inputs, future, monotonic()))
         except queue.Full:
             raise ServingError("UNAVAILABLE", "The batch scheduling queue is full") from None
 
@@ -132,7 +139,7 @@ class Batcher:
         for thread in self._threads:
             thread.join(timeout=60)
 
-    def _take(self) -> list[tuple[Arrays, Future[dict[str, np.ndarray]]]] | None:
+    def _take(self) -> list[_Item] | None:
         with self._take_lock:
             first = self._pending if self._pending is not None else self._queue.get()
             self._pending = None
@@ -170,29 +177,32 @@ class Batcher:
             finally:
                 self._finished()
 
-    def _execute(self, batch: list[tuple[Arrays, Future[dict[str, np.ndarray]]]]) -> None:
+    def _execute(self, batch: list[_Item]) -> None:
+        sizes = [_rows(inputs) for inputs, _, _ in batch]
+        if self._observe is not None:
+            now = monotonic()
+            self._observe(sum(sizes), [(now - queued) * 1e6 for _, _, queued in batch])
         if len(batch) == 1:
-            inputs, future = batch[0]
+            inputs, future, _ = batch[0]
             _settle(future, self._run, inputs)
             return
-        sizes = [_rows(inputs) for inputs, _ in batch]
         try:
-            merged = {key: np.concatenate([inputs[key] for inputs, _ in batch])
+            merged = {key: np.concatenate([inputs[key] for inputs, _, _ in batch])
                       for key in batch[0][0]}
             outputs = self._run(merged)
             if any(np.ndim(v) == 0 or v.shape[0] != sum(sizes) for v in outputs.values()):
                 raise ValueError("outputs are not batch-major")
         except Exception:  # one bad request must not fail the others: run each alone
             logging.debug("batch of %d failed; running its requests one by one", len(batch))
-            for inputs, future in batch:
+            for inputs, future, _ in batch:
                 _settle(future, self._run, inputs)
             return
         bounds = np.cumsum([0, *sizes])
-        for (_, future), start, end in zip(batch, bounds[:-1], bounds[1:], strict=True):
+        for (_, future, _), start, end in zip(batch, bounds[:-1], bounds[1:], strict=True):
             future.set_result({key: value[start:end] for key, value in outputs.items()})
 
 
-def _claim(item: tuple[Arrays, Future[dict[str, np.ndarray]]]) -> bool:
+def _claim(item: _Item) -> bool:
     """Marks a queued request's future running; False if its caller cancelled
     it (an asyncio request whose client went away): then it is dropped."""
     return item[1].set_running_or_notify_cancel()

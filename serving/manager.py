@@ -200,7 +200,7 @@ class Servable:
     """One loaded version of one model: its signatures and how to run them."""
 
     def __init__(self, name: str, version: int, path: str,
-                 batching: BatchingOptions | None) -> None:
+                 batching: BatchingOptions | None, metrics: Registry | None = None) -> None:
         self.name, self.version, self.path = name, version, path
         proto = saved_model_pb2.SavedModel()
         with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
@@ -219,12 +219,14 @@ class Servable:
         self.inputs = {k: _specs(v.inputs) for k, v in self.signature_defs.items()}
         self.outputs = {k: _specs(v.outputs) for k, v in self.signature_defs.items()}
         self._batchers: dict[str, Batcher] = {}
+        observe = (None if metrics is None else
+                   lambda rows, waits: metrics.observe_batch(name, rows, waits))
         if batching is not None:
             for key in self.signature_defs:
                 specs = [*self.inputs[key].values(), *self.outputs[key].values()]
                 if specs and all(s.batch_major for s in specs):
                     self._batchers[key] = Batcher(self._runner(key), batching,
-                                                  f"{name}-{version}-{key}")
+                                                  f"{name}-{version}-{key}", observe)
 
     def _runner(self, signature: str) -> Callable[[Mapping[str, np.ndarray]],
                                                   dict[str, np.ndarray]]:
@@ -473,7 +475,7 @@ class ModelManager:
 
     def _open(self, name: str, version: int, path: str) -> Servable:
         """A loaded and warmed-up servable (its batchers stopped if warm-up fails)."""
-        servable = Servable(name, version, path, self._batching)
+        servable = Servable(name, version, path, self._batching, self._metrics)
         try:
             warmed = servable.warm_up()
         except Exception:

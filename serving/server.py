@@ -131,6 +131,9 @@ class ServerOptions:
     #: The content `models` came from: the config poller applies only a change.
     model_config_text: str = ""
     config_poll_wait_s: float = 0.0
+    #: TF's thread pools for model calls (0: TF's default, one thread per core).
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
 
 
 def _read(path: str) -> str:
@@ -181,6 +184,10 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
     add("--max_concurrent_requests", type=_positive, default=256,
         help="in-flight requests per API beyond which RESOURCE_EXHAUSTED is answered")
     add("--max_request_bytes", type=_positive, default=64 * 1024 * 1024)
+    add("--tensorflow_intra_op_parallelism", type=_int_at_least(0), default=0, metavar="N",
+        help="threads one model op may use (0: one per core)")
+    add("--tensorflow_inter_op_parallelism", type=_int_at_least(0), default=0, metavar="N",
+        help="model ops that may run at once (0: one per core)")
     args = parser.parse_args(argv)
     config_text = ""
     if args.model_config_file:
@@ -202,7 +209,9 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
                          args.file_system_poll_wait_seconds, batching, args.grpc_max_threads,
                          args.rest_api_num_threads, args.max_concurrent_requests,
                          args.max_request_bytes, ssl, metrics_path, args.model_config_file,
-                         config_text, args.model_config_file_poll_wait_seconds)
+                         config_text, args.model_config_file_poll_wait_seconds,
+                         args.tensorflow_intra_op_parallelism,
+                         args.tensorflow_inter_op_parallelism)
 
 
 # ---------------------------------------------------------------- shared logic
@@ -706,6 +715,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     options = parse_flags(sys.argv[1:] if argv is None else argv)
+    # Before the first model loads: TF fixes its thread pools on first use.
+    tf.config.threading.set_intra_op_parallelism_threads(options.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(options.inter_op_threads)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -116,6 +116,35 @@ def test_requests_arriving_while_the_model_is_busy_run_as_one_call(batcher_of):
     assert {i: float(r[0]) for i, r in results.items()} == {i: 2.0 * i for i in range(6)}
 
 
+def test_each_model_call_is_reported_with_its_rows_and_each_requests_queue_wait():
+    """What the server's batch-size and queuing-latency metrics record: the
+    lone request ran at once (no wait); the five queued behind it waited
+    at least as long as the model was held."""
+    gate = threading.Event()
+    model = Model(gate)
+    seen: list[tuple[int, list[float]]] = []
+    batcher = Batcher(model, BatchingOptions(num_batch_threads=1), "test",  # type: ignore[arg-type]
+                      lambda rows, waits: seen.append((rows, list(waits))))
+    held = 0.05
+
+    def send(i: int) -> None:
+        batcher.submit({"x": np.array([float(i)])})
+
+    try:
+        first = _in_threads(1, send)
+        _wait_until(lambda: model.calls == [1])
+        rest = _in_threads(5, lambda i: send(i + 1))
+        _wait_until(lambda: batcher.queued() == 5)
+        time.sleep(held)
+        gate.set()
+        _join(first + rest)
+    finally:
+        batcher.close()
+    assert [(rows, len(waits)) for rows, waits in seen] == [(1, 1), (5, 5)]
+    assert seen[0][1] == [0.0]
+    assert min(seen[1][1]) >= held * 1e6
+
+
 def test_no_more_model_calls_run_at_once_than_batch_threads(batcher_of):
     model = Model(seconds=0.01)
     batcher = batcher_of(model, num_batch_threads=2)

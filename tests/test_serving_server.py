@@ -263,8 +263,8 @@ def test_bad_rest_requests_get_tf_serving_json_errors(
 
 def test_prometheus_metrics_count_requests_errors_latency_and_versions(
         server: RunningServer) -> None:
-    """The metrics page has request counts by status, a latency histogram and
-    the versions available, in the Prometheus text format."""
+    """The metrics page has request counts by status, a latency histogram, the
+    versions available and the batch sizes, in the Prometheus text format."""
     server.rest("imdb").predict([POSITIVE])
     requests.get(f"{server.rest_url}/v1/models/nope", timeout=10)
     text = requests.get(f"{server.rest_url}/monitoring/prometheus/metrics", timeout=10).text
@@ -273,6 +273,9 @@ def test_prometheus_metrics_count_requests_errors_latency_and_versions(
     assert ('request_latency_bucket{model_name="imdb",API="predict",entrypoint="REST",'
             'le="+Inf"}') in text
     assert ':tensorflow:serving:model_version_available{model_name="imdb",version="2"} 1' in text
+    # --enable_batching: every model call's rows, under TF Serving's metric name
+    assert ':tensorflow:serving:batching_session:processed_batch_size_count{model_name="imdb"}' \
+        in text
 
 
 def test_client_cli_prints_json_lines_from_args_file_and_status(
