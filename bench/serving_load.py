@@ -177,8 +177,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--batches", default="1,64")
     parser.add_argument("--transports", default="grpc,rest")
-    parser.add_argument("--num_batch_threads", type=int, default=2,
-                        help="the server's batching parameter (model calls at a time)")
+    parser.add_argument("--num_batch_threads", type=int, default=0,
+                        help="the server's batching parameter (model calls at a time; 0: the "
+                             "server's default, one per core but one)")
     parser.add_argument("--batch_timeout_micros", type=int, default=0,
                         help="the server's batching parameter (how long a batch waits)")
     parser.add_argument("--intra_op_threads", type=int, default=0,
@@ -312,11 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         versions = sorted(int(v.name) for v in Path(base).iterdir() if v.name.isdigit())
         bare = bare_model(f"{base}/{versions[-1]}", calls=500)
         batching = Path(tmp) / "batching.txt"
-        batching.write_text(
-            f"max_batch_size {{ value: 256 }}\n"
-            f"batch_timeout_micros {{ value: {args.batch_timeout_micros} }}\n"
-            f"num_batch_threads {{ value: {args.num_batch_threads} }}\n"
-            "max_enqueued_batches { value: 64 }\n")
+        params = {"max_batch_size": 256, "batch_timeout_micros": args.batch_timeout_micros,
+                  "max_enqueued_batches": 64, "num_batch_threads": args.num_batch_threads}
+        batching.write_text("".join(f"{k} {{ value: {v} }}\n" for k, v in params.items() if v))
         started = time.monotonic()
         with running_server([f"--model_base_path={base}", f"--model_name={args.model_name}",
                              "--enable_batching", f"--batching_parameters_file={batching}",
