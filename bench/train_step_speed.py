@@ -1,0 +1,137 @@
+"""Training speed of a model against the number of logical CPU devices.
+
+    .venv/bin/python -m bench.train_step_speed --model=minilm [--devices=1,2]
+        [--max_length=128] [--batch_size=32] [--steps=12] [--precision=float32]
+        [--jit_compile=true]
+
+Without a GPU the Trainer runs MirroredStrategy over `--num_cpu_devices`
+logical CPU devices, which share the same cores and thread pools. This
+measures what that split costs or gains: for each device count, in a fresh
+process (TF fixes its devices at start), the project's own model and
+training loop (`models.training_loop.fit`) run `--steps` steps on random
+token ids, and the median step time after the first two (compilation) is
+reported in reviews/s, with the ratio to the first count given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.config import OneLineParser
+
+__all__ = ["measure", "main"]
+
+_WARMUP_STEPS = 2
+
+
+def measure(model_name: str, devices: int, max_length: int, batch_size: int, steps: int,
+            precision: str, jit_compile: bool) -> dict[str, Any]:
+    """Median seconds per step of `steps` training steps (after the first
+    two), in this process: call before anything starts TF's runtime."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from models import trainer, training_loop
+    from models.config import TrainConfig
+    from models.distribution import configure_logical_cpus, make_strategy
+    from models.job import global_batch
+
+    configure_logical_cpus(devices)
+    strategy = make_strategy({})
+    config = TrainConfig(model=model_name, precision=precision, jit_compile=jit_compile,
+                         batch_size=batch_size, num_cpu_devices=devices, epochs=1)
+    batch = global_batch(batch_size, strategy.num_replicas_in_sync)
+    rng = np.random.default_rng(0)
+    vocab = 20_000 if model_name != "minilm" else 30_000
+    ids = rng.integers(1, vocab, size=(batch * steps, max_length), dtype=np.int32)
+    labels = rng.integers(0, 2, size=(batch * steps, 1)).astype(np.float32)
+    train = tf.data.Dataset.from_tensor_slices((ids, labels)).batch(batch)
+    valid = tf.data.Dataset.from_tensor_slices((ids[:batch], labels[:batch])).batch(batch)
+    with strategy.scope():
+        model = trainer._build_model(config, vocab + 1, max_length, None)
+        model.compile(optimizer=trainer.make_optimizer(config, steps), loss="binary_crossentropy",
+                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
+                               keras.metrics.AUC(name="auc")])
+    ends: list[float] = []
+
+    class _Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            ends.append(time.perf_counter())
+
+    start = time.perf_counter()
+    training_loop.fit(model, strategy, train, valid, epochs=1, steps_per_epoch=steps,
+                      callbacks=[_Clock()], jit_compile=jit_compile)
+    step_seconds = statistics.median(b - a for a, b in zip(ends[_WARMUP_STEPS:],
+                                                            ends[_WARMUP_STEPS + 1:],
+                                                            strict=False))
+    return {"devices": devices, "replicas": strategy.num_replicas_in_sync, "batch": batch,
+            "step_seconds": step_seconds, "reviews_per_s": batch / step_seconds,
+            "first_steps_seconds": ends[_WARMUP_STEPS - 1] - start}
+
+
+def _positive_ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"must be integers >= 1: {text!r}")
+    return values
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = OneLineParser(prog="python -m bench.train_step_speed",
+                           description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("cnn", "transformer", "minilm"), default="minilm")
+    parser.add_argument("--devices", type=_positive_ints, default=[1, 2])
+    parser.add_argument("--max_length", type=int, default=128)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
+    parser.add_argument("--jit_compile", choices=("true", "false"), default="true")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child run
+    args = parser.parse_args(argv)
+    if args.steps <= _WARMUP_STEPS + 1:
+        parser.error(f"--steps must be more than {_WARMUP_STEPS + 1}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    settings = (args.model, args.max_length, args.batch_size, args.steps, args.precision,
+                args.jit_compile == "true")
+    if args.one:
+        print(json.dumps(measure(args.model, args.devices[0], *settings[1:])))
+        return 0
+    rows = []
+    for devices in args.devices:
+        child = [sys.executable, "-m", "bench.train_step_speed", "--one",
+                 f"--devices={devices}", f"--model={args.model}",
+                 f"--max_length={args.max_length}", f"--batch_size={args.batch_size}",
+                 f"--steps={args.steps}", f"--precision={args.precision}",
+                 f"--jit_compile={args.jit_compile}"]
+        done = subprocess.run(child, capture_output=True, text=True, check=False)
+        if done.returncode:
+            print(done.stderr[-3000:], file=sys.stderr)
+            return done.returncode
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        row = rows[-1]
+        print(f"{args.model} {args.precision} jit={args.jit_compile} {args.max_length} tokens, "
+              f"{row['devices']} logical CPU device(s), global batch {row['batch']}: "
+              f"{row['step_seconds']:.3f} s/step, {row['reviews_per_s']:.2f} reviews/s "
+              f"({row['reviews_per_s'] / rows[0]['reviews_per_s']:.2f}x {rows[0]['devices']} "
+              f"device(s)); first {_WARMUP_STEPS} steps {row['first_steps_seconds']:.1f} s",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""bench/train_step_speed: the project's model and training loop timed per
+step under MirroredStrategy, and its flags checked at parse time."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import train_step_speed
+
+
+def test_a_few_steps_of_the_cnn_are_timed_over_the_tests_two_logical_devices():
+    # The test process split its CPU into 2 logical devices at start (conftest).
+    row = train_step_speed.measure("cnn", 2, max_length=16, batch_size=8, steps=5,
+                                   precision="float32", jit_compile=False)
+    assert row["replicas"] == 2 and row["batch"] == 8
+    assert row["step_seconds"] > 0
+    assert row["reviews_per_s"] == pytest.approx(8 / row["step_seconds"])
+
+
+@pytest.mark.parametrize("flag", ["--devices=0,2", "--devices=two", "--steps=3"])
+def test_a_bad_flag_is_refused_in_one_line_naming_it(flag: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        train_step_speed.main([flag])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert flag.split("=")[0] in line
