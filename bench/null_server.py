@@ -3,11 +3,11 @@
     python -m bench.null_server --port=N
 
 Answers every Predict at once with P = 0 for each row of its first input,
-on the same stack as serving.server (grpc.aio, the official protos), with
-no model and no checks. What a client measures against it is the cost of the Python
-gRPC round trip alone (client stub, loopback, server event loop, protos):
-the part of the model server's overhead over the bare model call that no
-server logic can remove. Binds 127.0.0.1 only; exits on SIGTERM.
+on the same stack as serving.server (grpc.aio, the official protos), with no
+model and no checks. What a client measures against it is the cost of the
+Python gRPC round trip alone (client stub, loopback, server event loop,
+protos): the part of the model server's overhead over the bare model call
+that no server logic can remove. Binds 127.0.0.1 only; exits on SIGTERM.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import sys
 from collections.abc import Sequence
 
 import grpc
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from models.contract import OUTPUT_KEY
+from pipeline.config import OneLineParser
 
 __all__ = ["answer", "main"]
 
@@ -32,7 +34,7 @@ def answer(request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
     response = predict_pb2.PredictResponse()
     response.model_spec.CopyFrom(request.model_spec)
     output = response.outputs[OUTPUT_KEY]
-    output.dtype = 1  # DT_FLOAT
+    output.dtype = types_pb2.DT_FLOAT
     output.tensor_shape.dim.add().size = rows
     output.float_val.extend([0.0] * rows)
     return response
@@ -58,8 +60,8 @@ async def _serve(port: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.null_server", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m bench.null_server", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     asyncio.run(_serve(args.port))

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from models.contract import INPUT_TEXT, OUTPUT_KEY, SIGNATURE_TEXT
+from pipeline.config import OneLineParser, int_at_least, positive_int_list
 from serving.client import ClientOptions, GrpcClient, RestClient, ServingError
 from serving.metrics import BATCH_SIZE, QUEUING_LATENCY, REQUEST_LATENCY
 
@@ -168,25 +169,36 @@ def measured_load(server: Any, make_call: Callable[[], Callable[[], object]], cl
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m bench.serving_load", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_base_path", default="")
     parser.add_argument("--model_name", default="imdb_sentiment")
-    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--requests", type=int_at_least(1), default=10_000)
     parser.add_argument("--max_seconds", type=float, default=15.0)
-    parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--batches", default="1,64")
-    parser.add_argument("--transports", default="grpc,rest")
-    parser.add_argument("--num_batch_threads", type=int, default=0,
+    parser.add_argument("--clients", type=positive_int_list, default=[1, 8, 32])
+    parser.add_argument("--batches", type=positive_int_list, default=[1, 64])
+    parser.add_argument("--transports", type=_transports, default=["grpc", "rest"])
+    parser.add_argument("--num_batch_threads", type=int_at_least(0), default=0,
                         help="the server's batching parameter (model calls at a time; 0: the "
                              "server's default, one per core but one)")
-    parser.add_argument("--batch_timeout_micros", type=int, default=0,
+    parser.add_argument("--batch_timeout_micros", type=int_at_least(0), default=0,
                         help="the server's batching parameter (how long a batch waits)")
-    parser.add_argument("--intra_op_threads", type=int, default=0,
+    parser.add_argument("--intra_op_threads", type=int_at_least(0), default=0,
                         help="the server's --tensorflow_intra_op_parallelism")
     parser.add_argument("--no_floor", action="store_true",
                         help="skip the gRPC floor rows (bench.null_server: no model)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.max_seconds > 0:
+        parser.error(f"--max_seconds must be > 0, got {args.max_seconds}")
+    return args
+
+
+def _transports(text: str) -> list[str]:
+    values = text.split(",")
+    unknown = [v for v in values if v not in ("grpc", "rest")]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"must be grpc and/or rest, got {text!r}")
+    return values
 
 
 def _caller(transport: str, port: int, model_name: str,
@@ -288,8 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     from tests.serving_fixtures import running_server  # the tests' bounded server runner
 
-    batches, client_counts = (list(map(int, args.batches.split(","))),
-                              list(map(int, args.clients.split(","))))
+    batches, client_counts = args.batches, args.clients
     rows: dict[tuple[str, int, int], dict[str, float]] = {}
 
     def drive(server: Any, transport: str, port: int, batch_sizes: list[int]) -> None:
@@ -331,10 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({bare['batched_cpu_ms_per_review']:.3f} CPU ms per review, "
                   f"{bare['batched_cores']:.2f} of {os.cpu_count()} cores busy)")
             print(_HEADER)
-            for transport in args.transports.split(","):
+            for transport in args.transports:
                 port = server.grpc_port if transport == "grpc" else server.rest_port
                 drive(server, transport, port, batches)
-        if not args.no_floor and "grpc" in args.transports.split(","):
+        if not args.no_floor and "grpc" in args.transports:
             with null_server(Path(tmp) / "null_server.log") as floor:
                 drive(floor, "grpc-null", floor.grpc_port, [1])
     print("\n".join(_summary(bare, rows, batches)))

@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.config import OneLineParser
+from pipeline.config import OneLineParser, positive_int_list
 
 __all__ = ["measure", "main"]
 
@@ -77,21 +77,11 @@ def measure(model_name: str, devices: int, max_length: int, batch_size: int, ste
             "first_steps_seconds": ends[_WARMUP_STEPS - 1] - start}
 
 
-def _positive_ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"must be integers >= 1: {text!r}")
-    return values
-
-
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="python -m bench.train_step_speed",
                            description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("cnn", "transformer", "minilm"), default="minilm")
-    parser.add_argument("--devices", type=_positive_ints, default=[1, 2])
+    parser.add_argument("--devices", type=positive_int_list, default=[1, 2])
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=12)

@@ -38,6 +38,8 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "OneLineParser",
+    "int_at_least",
+    "positive_int_list",
     "PipelineConfig",
     "PretrainConfig",
     "RunConfig",
@@ -211,6 +213,34 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
+
+
+def int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type for an integer in [least, most]: a thread count of 0
+    or a port of 70000 is refused at start, in one line, not met later as
+    a hang or a bind error."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+        if number < least or (most is not None and number > most):
+            bound = f"from {least} to {most}" if most is not None else f">= {least}"
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value!r}")
+        return number
+    return parse
+
+
+def positive_int_list(text: str) -> list[int]:
+    """An argparse type: "1,8,32" -> [1, 8, 32], every value an integer >= 1."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: "
+                                         f"{text!r}") from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"every value must be an integer >= 1: {text!r}")
+    return values
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -49,6 +49,7 @@ from tensorflow_serving.apis import (
 )
 
 from models.contract import LABELS
+from pipeline.config import int_at_least
 from serving import protos, rest_json
 from serving.batching import BatchingOptions
 from serving.config_poll import ConfigFilePoller
@@ -91,24 +92,8 @@ def _seconds(value: str) -> float:
     return seconds
 
 
-def _int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
-    """An argparse type for an integer in [least, most]: a thread count of 0
-    or a port of 70000 is refused at start, in one line, not met later as
-    a hang or a bind error."""
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-        if number < least or (most is not None and number > most):
-            bound = f"from {least} to {most}" if most is not None else f">= {least}"
-            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value!r}")
-        return number
-    return parse
-
-
-_port = _int_at_least(0, 65535)
-_positive = _int_at_least(1)
+_port = int_at_least(0, 65535)
+_positive = int_at_least(1)
 
 
 @dataclass(frozen=True)
@@ -184,9 +169,9 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
     add("--max_concurrent_requests", type=_positive, default=256,
         help="in-flight requests per API beyond which RESOURCE_EXHAUSTED is answered")
     add("--max_request_bytes", type=_positive, default=64 * 1024 * 1024)
-    add("--tensorflow_intra_op_parallelism", type=_int_at_least(0), default=0, metavar="N",
+    add("--tensorflow_intra_op_parallelism", type=int_at_least(0), default=0, metavar="N",
         help="threads one model op may use (0: one per core)")
-    add("--tensorflow_inter_op_parallelism", type=_int_at_least(0), default=0, metavar="N",
+    add("--tensorflow_inter_op_parallelism", type=int_at_least(0), default=0, metavar="N",
         help="model ops that may run at once (0: one per core)")
     args = parser.parse_args(argv)
     config_text = ""

@@ -50,3 +50,14 @@ def test_a_short_load_run_reports_every_row_and_no_failure(
     assert float(grpc_one[12]) == 1.0  # one client: every model call had one row
     assert "gRPC floor (no model), 1 client" in out
     assert out.rstrip().endswith("failed requests: 0")
+
+
+@pytest.mark.parametrize("flag", ["--clients=0,8", "--batches=one", "--transports=grpc,ftp",
+                                  "--requests=0", "--num_batch_threads=-1"])
+def test_a_bad_flag_is_refused_in_one_line_naming_it(flag: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        serving_load.main([flag])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert flag.split("=")[0] in line
