@@ -232,15 +232,10 @@ def int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
 
 
 def positive_int_list(text: str) -> list[int]:
-    """An argparse type: "1,8,32" -> [1, 8, 32], every value an integer >= 1."""
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: "
-                                         f"{text!r}") from None
-    if min(values) < 1:
-        raise argparse.ArgumentTypeError(f"every value must be an integer >= 1: {text!r}")
-    return values
+    """An argparse type: "1,8,32" -> [1, 8, 32], every value an integer >= 1
+    (refused with int_at_least's message for the first one that is not)."""
+    positive = int_at_least(1)
+    return [positive(value) for value in text.split(",")]
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
