@@ -56,10 +56,7 @@ def measure(model_name: str, devices: int, max_length: int, batch_size: int, ste
     train = tf.data.Dataset.from_tensor_slices((ids, labels)).batch(batch)
     valid = tf.data.Dataset.from_tensor_slices((ids[:batch], labels[:batch])).batch(batch)
     with strategy.scope():
-        model = trainer._build_model(config, vocab + 1, max_length, None)
-        model.compile(optimizer=trainer.make_optimizer(config, steps), loss="binary_crossentropy",
-                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
-                               keras.metrics.AUC(name="auc")])
+        model = trainer.compiled_model(config, vocab + 1, max_length, None, steps)
     ends: list[float] = []
 
     class _Clock(keras.callbacks.Callback):
