@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from bench import ngram_baselines as nb
 from components.imdb_example_gen.demo_corpus import DemoCorpusSpec, write_demo_corpus
+from tests.cli_helpers import refused_in_one_line
 
 _TEXTS = [
     "A great film.<br /><br />Great acting!",
@@ -162,12 +163,9 @@ def test_a_bad_extra_file_is_refused_at_parse_time_in_one_line(tmp_path, capsys,
                                                                 message):
     extra = tmp_path / "extra.json"
     extra.write_text(content)
-    with pytest.raises(SystemExit) as exit_info:
-        nb.build_parser().parse_args(["--data", str(tmp_path), "--output_dir", str(tmp_path),
-                                      f"--extra={extra}"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err and str(extra) in err
+    line = refused_in_one_line(lambda: nb.build_parser().parse_args(
+        ["--data", str(tmp_path), "--output_dir", str(tmp_path), f"--extra={extra}"]), capsys)
+    assert message in line and str(extra) in line
 
 
 def test_missing_data_is_refused_at_parse_time_in_one_line(tmp_path, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench import train_step_speed
+from tests.cli_helpers import refused_in_one_line
 
 
 def test_a_few_steps_of_the_cnn_are_timed_over_the_tests_two_logical_devices():
@@ -20,8 +21,5 @@ def test_a_few_steps_of_the_cnn_are_timed_over_the_tests_two_logical_devices():
 @pytest.mark.parametrize("flag", ["--devices=0,2", "--devices=two", "--steps=3"])
 def test_a_bad_flag_is_refused_in_one_line_naming_it(flag: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        train_step_speed.main([flag])
-    assert exit_info.value.code == 2
-    [line] = capsys.readouterr().err.strip().splitlines()
+    line = refused_in_one_line(lambda: train_step_speed.main([flag]), capsys)
     assert flag.split("=")[0] in line
