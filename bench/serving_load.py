@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,11 +36,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import portpicker
 
 from models.contract import INPUT_TEXT, OUTPUT_KEY, SIGNATURE_TEXT
 from pipeline.config import OneLineParser, int_at_least, positive_int_list
 from serving.client import ClientOptions, GrpcClient, RestClient, ServingError
 from serving.metrics import BATCH_SIZE, QUEUING_LATENCY, REQUEST_LATENCY
+from serving.process import child_until_ready, running_server
 
 REVIEW = ("I went in expecting little, but the acting was great and the story kept me "
           "hooked until the end. Not perfect, a bit long, yet a film I would recommend! ") * 2
@@ -231,35 +232,20 @@ def _line(transport: str, batch: int, clients: int, row: dict[str, float]) -> st
 @contextmanager
 def null_server(log: Path, timeout_s: float = 120) -> Iterator[Any]:
     """bench.null_server on a free loopback port, answering, until the block ends."""
-    import portpicker
-
-    from tests.serving_fixtures import ROOT
-
     port = portpicker.pick_unused_port()
-    with open(log, "wb") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "bench.null_server", f"--port={port}"],
-                                   cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
-    server = SimpleNamespace(process=process, grpc_port=port, rest_port=None)
-    try:
-        probe = GrpcClient(ClientOptions(f"127.0.0.1:{port}", "null", retries=0, deadline_s=2))
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                probe.predict([REVIEW])
-                break
-            except ServingError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"bench.null_server did not answer: "
-                                       f"{log.read_text(errors='replace')}") from None
-                time.sleep(0.2)
-        yield server
-    finally:
-        process.terminate()
+    options = ClientOptions(f"127.0.0.1:{port}", "null", retries=0, deadline_s=2)
+
+    def answers(client: GrpcClient) -> bool:
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+            client.predict([REVIEW])
+            return True
+        except ServingError:
+            return False
+
+    with GrpcClient(options) as probe, child_until_ready(
+            [sys.executable, "-m", "bench.null_server", f"--port={port}"], log,
+            lambda: answers(probe), timeout_s=timeout_s, stop_timeout_s=10) as process:
+        yield SimpleNamespace(process=process, grpc_port=port, rest_port=None)
 
 
 def _summary(bare: dict[str, float], rows: dict[tuple[str, int, int], dict[str, float]],
@@ -298,8 +284,6 @@ def _summary(bare: dict[str, float], rows: dict[tuple[str, int, int], dict[str, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
-    from tests.serving_fixtures import running_server  # the tests' bounded server runner
-
     batches, client_counts = args.batches, args.clients
     rows: dict[tuple[str, int, int], dict[str, float]] = {}
 

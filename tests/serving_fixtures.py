@@ -1,26 +1,19 @@
-"""Helpers of the serving tests: demo model versions on disk and a real
-server subprocess on free loopback ports, polled until AVAILABLE and always
-shut down."""
+"""Helpers of the serving tests: demo model versions on disk and clients
+predicting in threads against a real server (`serving.process.running_server`:
+a subprocess on free loopback ports, polled until AVAILABLE, always shut
+down)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import portpicker
-
-from serving.client import ClientOptions, GrpcClient, RestClient, ServingError
+from serving.client import GrpcClient, ServingError
 from serving.demo_model import build_demo_model
-
-ROOT = Path(__file__).resolve().parent.parent
+from serving.process import RunningServer
 
 
 def build_versions(base: Path, versions: Sequence[int]) -> Path:
@@ -28,65 +21,6 @@ def build_versions(base: Path, versions: Sequence[int]) -> Path:
     for version in versions:
         build_demo_model(str(base / str(version)), seed=version)
     return base
-
-
-@dataclass
-class RunningServer:
-    process: subprocess.Popen[bytes]
-    grpc_port: int
-    rest_port: int
-    log: Path
-
-    def grpc(self, model: str, **kwargs: object) -> GrpcClient:
-        return GrpcClient(ClientOptions(f"127.0.0.1:{self.grpc_port}", model, **kwargs))  # type: ignore[arg-type]
-
-    def rest(self, model: str, **kwargs: object) -> RestClient:
-        return RestClient(ClientOptions(f"127.0.0.1:{self.rest_port}", model, **kwargs))  # type: ignore[arg-type]
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-@contextmanager
-def running_server(args: Sequence[str], log: Path, wait_for: str, *,
-                   timeout_s: float = 120, grpc_port: int = 0) -> Iterator[RunningServer]:
-    """`python -m serving.server ARGS` on free ports until `wait_for` is AVAILABLE."""
-    grpc_port = grpc_port or portpicker.pick_unused_port()
-    rest_port = portpicker.pick_unused_port()
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serving.server", f"--port={grpc_port}",
-             f"--rest_api_port={rest_port}", *args],
-            cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    server = RunningServer(process, grpc_port, rest_port, log)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited {process.returncode}: {server.log_text()}")
-            try:
-                rows = server.rest(wait_for, retries=0, deadline_s=2).status()
-                if any(r["state"] == "AVAILABLE" for r in rows):
-                    break
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not AVAILABLE in {timeout_s} s: {server.log_text()}")
-            time.sleep(0.2)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
 
 
 def _predict_until(client: GrpcClient, review: str, stop: threading.Event,

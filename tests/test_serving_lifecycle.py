@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from serving.client import ClientOptions, GrpcClient, ServingError
-from tests.serving_fixtures import build_versions, requests_in_flight, running_server
+from serving.process import running_server
+from tests.serving_fixtures import build_versions, requests_in_flight
 
 POSITIVE = "A great film, I love it!"
 

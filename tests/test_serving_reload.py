@@ -23,13 +23,9 @@ from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from serving import errors, protos
 from serving.client import ServingError
+from serving.process import RunningServer, running_server
 from serving.server import parse_flags
-from tests.serving_fixtures import (
-    RunningServer,
-    build_versions,
-    requests_in_flight,
-    running_server,
-)
+from tests.serving_fixtures import build_versions, requests_in_flight
 
 POSITIVE = "A great film, I love it!"
 

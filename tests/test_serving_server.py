@@ -33,7 +33,8 @@ from models.contract import (
 from models.features import TEXT
 from serving import client as client_cli
 from serving.client import ServingError, string_tensor
-from tests.serving_fixtures import RunningServer, build_versions, running_server
+from serving.process import RunningServer, running_server
+from tests.serving_fixtures import build_versions
 
 POSITIVE, NEGATIVE = "A great film, I love it!", "Awful and boring, the worst."
 MAX_REQUEST = 256 * 1024
