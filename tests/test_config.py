@@ -107,10 +107,10 @@ def test_dropout_defaults_to_the_models_own_rate_unless_given():
     assert from_args(["--data=x", "--output_dir=/o", "--model=transformer"]).train.dropout == 0.1
 
 
-def test_minilm_blends_with_nb_lr_and_reads_128_pieces_unless_told_otherwise():
+def test_minilm_blends_with_nb_lr_and_reads_96_pieces_unless_told_otherwise():
     """Per-model defaults filled where the configs meet; explicit flags win."""
     minilm = from_args(["--data=x", "--output_dir=/o", "--model=minilm"]).transform
-    assert (minilm.ngram_blend, minilm.max_length) == (True, 128)
+    assert (minilm.ngram_blend, minilm.max_length) == (True, 96)
     cnn = from_args(["--data=x", "--output_dir=/o"]).transform
     assert (cnn.ngram_blend, cnn.max_length) == (False, 512)
     off = from_args(["--data=x", "--output_dir=/o", "--model=minilm", "--ngram_blend=false",
