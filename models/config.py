@@ -20,8 +20,9 @@ from typing import Any
 
 __all__ = ["MODEL_DEFAULTS", "DEFAULT_MAX_LENGTH", "DEFAULT_NGRAM_BLEND", "TOKENIZERS",
            "INT8_TFLITE", "WORDPIECE_MIN_LENGTH", "MINILM_POSITIONS", "MODELS",
-           "PRETRAIN_TRAIN_FIELDS", "CheckedConfig", "PretrainConfig", "TrainConfig",
-           "TransformConfig", "allowed", "check", "field", "for_pretraining", "problems"]
+           "PRETRAIN_REGULARISATION", "PRETRAIN_TRAIN_FIELDS", "CheckedConfig",
+           "PretrainConfig", "TrainConfig", "TransformConfig", "allowed", "check", "field",
+           "for_pretraining", "pretraining_settings", "problems"]
 
 #: Model architectures `run_fn` can build: the CNN, the transformer trained
 #: here (optionally masked-LM pre-trained), the packaged pre-trained MiniLM.
@@ -243,17 +244,36 @@ class TrainConfig(CheckedConfig):
 
 
 #: The TrainConfig fields masked-LM pre-training reads (models/pretraining.py):
-#: the encoder's shape and dropout, AdamW's decay and clipping, the seed and
-#: the devices (the global batch is a multiple of the replicas). The
-#: Pretrainer is given only these, so a fine-tuning flag (learning rate,
-#: epochs, warm-up, unfreezing, ...) reuses a cached pre-training.
+#: the encoder's shape, the seed and the devices (the global batch is a
+#: multiple of the replicas). Its dropout, AdamW decay and clipping come from
+#: PretrainConfig (PRETRAIN_REGULARISATION). The Pretrainer is given only
+#: these, so a fine-tuning flag (learning rate, epochs, warm-up, unfreezing,
+#: dropout, weight decay, clipping, ...) reuses a cached pre-training.
 PRETRAIN_TRAIN_FIELDS = ("model", "embedding_dim", "num_layers", "num_heads", "ff_dim",
-                         "dropout", "weight_decay", "clipnorm", "num_cpu_devices", "seed")
+                         "num_cpu_devices", "seed")
+
+#: PretrainConfig field -> the TrainConfig field it sets for pre-training.
+PRETRAIN_REGULARISATION = {"pretrain_dropout": "dropout",
+                           "pretrain_weight_decay": "weight_decay",
+                           "pretrain_clipnorm": "clipnorm"}
 
 
-def for_pretraining(train: TrainConfig) -> TrainConfig:
-    """`train` with every field that pre-training does not read at its default."""
-    return TrainConfig(**{name: getattr(train, name) for name in PRETRAIN_TRAIN_FIELDS})
+def for_pretraining(train: TrainConfig, pretrain: PretrainConfig) -> TrainConfig:
+    """The TrainConfig pre-training runs under: `train`'s encoder shape, seed
+    and devices, `pretrain`'s regularisation, every other field at its
+    default (so it joins no cache key)."""
+    kept = {name: getattr(train, name) for name in PRETRAIN_TRAIN_FIELDS}
+    regularisation = {target: getattr(pretrain, source)
+                      for source, target in PRETRAIN_REGULARISATION.items()}
+    return TrainConfig(**kept, **regularisation)
+
+
+def pretraining_settings(pretrain: PretrainConfig) -> dict[str, Any]:
+    """`pretrain` as models/pretraining.py reads it: the regularisation fields
+    are left out, since for_pretraining has moved them into its TrainConfig
+    (one place for each value the Pretrainer's cache key holds)."""
+    return {name: value for name, value in dataclasses.asdict(pretrain).items()
+            if name not in PRETRAIN_REGULARISATION}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,3 +291,9 @@ class PretrainConfig(CheckedConfig):
                                                 "then cosine decay)", low=0, high=10,
                                           low_open=True)
     pretrain_batch_size: int = field(64, "masked-LM global batch size", low=1, high=65_536)
+    pretrain_dropout: float | None = field(None, "masked-LM dropout (unset: the transformer's, "
+                                                 "0.1)", low=0, high=1, high_open=True)
+    pretrain_weight_decay: float = field(1e-4, "masked-LM AdamW decoupled weight decay",
+                                         low=0, high=1)
+    pretrain_clipnorm: float = field(1.0, "masked-LM gradient clipping by global norm (0 = off)",
+                                     low=0, high=1e6)

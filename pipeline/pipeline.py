@@ -26,7 +26,7 @@ from components.release.layout import serving_dir
 from components.tflite_converter.component import TFLiteCheck
 from components.tflite_converter.convert import VARIANTS
 from models import contract, features
-from models.config import INT8_TFLITE, TOKENIZERS, for_pretraining
+from models.config import INT8_TFLITE, TOKENIZERS, for_pretraining, pretraining_settings
 from pipeline.config import CheckConfig, EvalConfig, PipelineConfig
 from pipeline.fingerprints import CodeVersions
 
@@ -201,8 +201,9 @@ def create_pipeline(
             eval_args=tfx.proto.EvalArgs(splits=[contract.UNSUP]),
             # Only what pre-training reads: fine-tuning flags keep it cached.
             custom_config={**trainer_custom_config(config, code_versions),
-                           "train": dataclasses.asdict(for_pretraining(config.train)),
-                           "pretrain": dataclasses.asdict(config.pretrain)},
+                           "train": dataclasses.asdict(for_pretraining(config.train,
+                                                                       config.pretrain)),
+                           "pretrain": pretraining_settings(config.pretrain)},
         ).with_id("Pretrainer")
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,

@@ -122,6 +122,12 @@ def _version_spec(spec: Any, options: ClientOptions) -> None:
         spec.version_label = options.version_label
 
 
+def any_available(rows: list[dict[str, Any]]) -> bool:
+    """Whether GetModelStatus rows (gRPC or REST, the same shape) show a
+    version that serves: TF Serving reports each loaded version AVAILABLE."""
+    return any(row["state"] == "AVAILABLE" for row in rows)
+
+
 class GrpcClient:
     """PredictionService / ModelService client with deadlines and retries."""
 
@@ -229,7 +235,7 @@ class GrpcClient:
         start = time.monotonic()
         while time.monotonic() - start < timeout_s:
             try:
-                if any(row["state"] == "AVAILABLE" for row in self.status()):
+                if any_available(self.status()):
                     return time.monotonic() - start
             except ServingError:
                 pass

@@ -22,7 +22,7 @@ from typing import Any
 
 import portpicker
 
-from serving.client import ClientOptions, GrpcClient, RestClient, ServingError
+from serving.client import ClientOptions, GrpcClient, RestClient, ServingError, any_available
 
 __all__ = ["RunningServer", "StartError", "child_until_ready", "log_tail",
            "model_available", "running_server"]
@@ -89,7 +89,7 @@ def model_available(status: Callable[[], list[dict[str, Any]]]) -> Callable[[], 
             rows = status()
         except (ServingError, OSError):  # not listening yet, or the model not known yet
             return False
-        if any(row["state"] == "AVAILABLE" for row in rows):
+        if any_available(rows):
             return True
         failed = [row for row in rows if row["status"]["error_code"] != "OK"]
         if failed:

@@ -10,7 +10,12 @@ from tfx import v1 as tfx
 
 from components.tflite_converter.component import CHECK_SPLIT
 from models import contract
-from models.config import PRETRAIN_TRAIN_FIELDS, PretrainConfig, TrainConfig
+from models.config import (
+    PRETRAIN_REGULARISATION,
+    PRETRAIN_TRAIN_FIELDS,
+    PretrainConfig,
+    TrainConfig,
+)
 from pipeline.config import DataConfig, PipelineConfig, RunConfig
 from pipeline.fingerprints import CodeVersions
 from pipeline.pipeline import create_pipeline
@@ -118,20 +123,26 @@ def test_pretraining_adds_a_pretrainer_on_unsup_and_train_that_feeds_the_trainer
 
 def test_fine_tuning_flags_leave_the_pretrainer_cached_and_encoder_flags_do_not():
     """The Pretrainer's cache key (its custom_config) holds only what
-    pre-training reads: changing how the classifier is fine-tuned reuses
-    the pre-trained encoder; changing the encoder's shape pre-trains anew."""
-    def pretrainer_config(**train: object) -> dict:
+    pre-training reads: changing how the classifier is fine-tuned, its
+    regularisation included, reuses the pre-trained encoder; changing the
+    encoder's shape or pre-training's own regularisation pre-trains anew."""
+    def pretrainer_config(pretrain: dict | None = None, **train: object) -> dict:
         c = _by_id(_pipeline(train=TrainConfig(model="transformer", **train),
-                             pretrain=PretrainConfig(pretrain=True)))
+                             pretrain=PretrainConfig(pretrain=True, **(pretrain or {}))))
         return json.loads(c["Pretrainer"].exec_properties["custom_config"])
 
     base = pretrainer_config()
     fine_tuned = pretrainer_config(learning_rate=3e-4, epochs=2, warmup_fraction=0.1,
-                                   layer_lr_decay=0.8, gradual_unfreezing=True, batch_size=32)
+                                   layer_lr_decay=0.8, gradual_unfreezing=True, batch_size=32,
+                                   dropout=0.0, weight_decay=0.0, clipnorm=0.0)
     assert fine_tuned == base
     assert pretrainer_config(num_layers=3) != base
     assert pretrainer_config(seed=7) != base
     assert set(PRETRAIN_TRAIN_FIELDS) <= set(base["train"])
+    for source, target in PRETRAIN_REGULARISATION.items():
+        changed = pretrainer_config(pretrain={source: 0.0})
+        assert changed["train"][target] == 0.0 != base["train"][target]
+        assert source not in changed["pretrain"]
 
 
 @pytest.mark.parametrize(("model", "tokenizer", "int8"), [

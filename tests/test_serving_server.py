@@ -119,6 +119,16 @@ def test_latest_version_serves_by_default_and_versions_and_labels_pick_others(
     assert server.rest("imdb", version_label="stable").status()[0]["version"] == "1"
 
 
+def test_client_waits_for_an_available_version_and_times_out_on_an_unknown_model(
+        server: RunningServer) -> None:
+    """`wait_until_available` returns at once when a version serves, and
+    raises TimeoutError within its bound for a model the server does not know."""
+    with server.grpc("imdb") as known:
+        assert known.wait_until_available(timeout_s=5) < 5
+    with server.grpc("nope") as unknown, pytest.raises(TimeoutError, match="nope"):
+        unknown.wait_until_available(timeout_s=0.5, poll_s=0.1)
+
+
 def test_second_model_of_the_config_serves_its_latest_version(server: RunningServer) -> None:
     """A multi-model config serves each model under its own name."""
     rows = server.rest("other").status()
