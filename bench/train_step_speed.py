@@ -1,8 +1,9 @@
-"""Training speed of a model against the number of logical CPU devices.
+"""Training speed of a model against the number of logical CPU devices
+(and dropout rates).
 
     .venv/bin/python -m bench.train_step_speed --model=minilm [--devices=1,2]
-        [--max_length=128] [--batch_size=32] [--steps=12] [--precision=float32]
-        [--jit_compile=true]
+        [--dropouts=0.1] [--max_length=128] [--batch_size=32] [--steps=12]
+        [--precision=float32] [--jit_compile=true]
 
 Without a GPU the Trainer runs MirroredStrategy over `--num_cpu_devices`
 logical CPU devices, which share the same cores and thread pools. This
@@ -10,12 +11,17 @@ measures what that split costs or gains: for each device count, in a fresh
 process (TF fixes its devices at start), the project's own model and
 training loop (`models.training_loop.fit`) run `--steps` steps on random
 token ids, and the median step time after the first two (compilation) is
-reported in reviews/s, with the ratio to the first count given.
+reported in reviews/s, with the ratio to the first row given. Each
+`--dropouts` rate is measured at each device count: dropout draws a random
+mask for every activation it touches, which on CPUs costs more than its
+arithmetic suggests.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import statistics
 import subprocess
@@ -24,15 +30,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.config import OneLineParser, positive_int_list
+from pipeline.config import OneLineParser, TrainConfig, comma_list, flag_type, positive_int_list
 
 __all__ = ["measure", "main"]
 
 _WARMUP_STEPS = 2
+#: --dropouts values, each checked against TrainConfig's --dropout range.
+_DROPOUT_LIST = comma_list(flag_type(
+    next(f for f in dataclasses.fields(TrainConfig) if f.name == "dropout"), float))
 
 
-def measure(model_name: str, devices: int, max_length: int, batch_size: int, steps: int,
-            precision: str, jit_compile: bool) -> dict[str, Any]:
+def measure(model_name: str, devices: int, dropout: float, max_length: int, batch_size: int,
+            steps: int, precision: str, jit_compile: bool) -> dict[str, Any]:
     """Median seconds per step of `steps` training steps (after the first
     two), in this process: call before anything starts TF's runtime."""
     import keras
@@ -47,7 +56,8 @@ def measure(model_name: str, devices: int, max_length: int, batch_size: int, ste
     configure_logical_cpus(devices)
     strategy = make_strategy({})
     config = TrainConfig(model=model_name, precision=precision, jit_compile=jit_compile,
-                         batch_size=batch_size, num_cpu_devices=devices, epochs=1)
+                         batch_size=batch_size, num_cpu_devices=devices, epochs=1,
+                         dropout=dropout)
     batch = global_batch(batch_size, strategy.num_replicas_in_sync)
     rng = np.random.default_rng(0)
     vocab = 20_000 if model_name != "minilm" else 30_000
@@ -69,8 +79,8 @@ def measure(model_name: str, devices: int, max_length: int, batch_size: int, ste
     step_seconds = statistics.median(b - a for a, b in zip(ends[_WARMUP_STEPS:],
                                                             ends[_WARMUP_STEPS + 1:],
                                                             strict=False))
-    return {"devices": devices, "replicas": strategy.num_replicas_in_sync, "batch": batch,
-            "step_seconds": step_seconds, "reviews_per_s": batch / step_seconds,
+    return {"devices": devices, "dropout": dropout, "replicas": strategy.num_replicas_in_sync,
+            "batch": batch, "step_seconds": step_seconds, "reviews_per_s": batch / step_seconds,
             "first_steps_seconds": ends[_WARMUP_STEPS - 1] - start}
 
 
@@ -79,6 +89,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                            description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("cnn", "transformer", "minilm"), default="minilm")
     parser.add_argument("--devices", type=positive_int_list, default=[1, 2])
+    parser.add_argument("--dropouts", type=_DROPOUT_LIST, default=[0.1],
+                        help="dropout rates, each measured at every device count")
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=12)
@@ -96,12 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = (args.model, args.max_length, args.batch_size, args.steps, args.precision,
                 args.jit_compile == "true")
     if args.one:
-        print(json.dumps(measure(args.model, args.devices[0], *settings[1:])))
+        print(json.dumps(measure(args.model, args.devices[0], args.dropouts[0],
+                                 *settings[1:])))
         return 0
     rows = []
-    for devices in args.devices:
+    for devices, dropout in itertools.product(args.devices, args.dropouts):
         child = [sys.executable, "-m", "bench.train_step_speed", "--one",
-                 f"--devices={devices}", f"--model={args.model}",
+                 f"--devices={devices}", f"--dropouts={dropout}", f"--model={args.model}",
                  f"--max_length={args.max_length}", f"--batch_size={args.batch_size}",
                  f"--steps={args.steps}", f"--precision={args.precision}",
                  f"--jit_compile={args.jit_compile}"]
@@ -112,10 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         row = rows[-1]
         print(f"{args.model} {args.precision} jit={args.jit_compile} {args.max_length} tokens, "
-              f"{row['devices']} logical CPU device(s), global batch {row['batch']}: "
-              f"{row['step_seconds']:.3f} s/step, {row['reviews_per_s']:.2f} reviews/s "
-              f"({row['reviews_per_s'] / rows[0]['reviews_per_s']:.2f}x {rows[0]['devices']} "
-              f"device(s)); first {_WARMUP_STEPS} steps {row['first_steps_seconds']:.1f} s",
+              f"{row['devices']} logical CPU device(s), dropout {row['dropout']}, global batch "
+              f"{row['batch']}: {row['step_seconds']:.3f} s/step, {row['reviews_per_s']:.2f} "
+              f"reviews/s ({row['reviews_per_s'] / rows[0]['reviews_per_s']:.2f}x "
+              f"{rows[0]['devices']} device(s), dropout {rows[0]['dropout']}); first "
+              f"{_WARMUP_STEPS} steps {row['first_steps_seconds']:.1f} s",
               flush=True)
     return 0
 

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from models.config import (
     DEFAULT_MAX_LENGTH,
@@ -38,6 +38,7 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "OneLineParser",
+    "comma_list",
     "int_at_least",
     "positive_int_list",
     "PipelineConfig",
@@ -51,6 +52,8 @@ __all__ = [
     "flag_type",
     "from_args",
 ]
+
+T = TypeVar("T")
 
 DEFAULT_CACHE_DIR = "~/.cache/imdb-sentiment"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -231,11 +234,17 @@ def int_at_least(least: int, most: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def comma_list(parse: Callable[[str], T]) -> Callable[[str], list[T]]:
+    """An argparse type: "a,b,c" -> [parse(a), parse(b), parse(c)], refused
+    with `parse`'s message for the first value it refuses."""
+    def parse_all(text: str) -> list[T]:
+        return [parse(value) for value in text.split(",")]
+    return parse_all
+
+
 def positive_int_list(text: str) -> list[int]:
-    """An argparse type: "1,8,32" -> [1, 8, 32], every value an integer >= 1
-    (refused with int_at_least's message for the first one that is not)."""
-    positive = int_at_least(1)
-    return [positive(value) for value in text.split(",")]
+    """An argparse type: "1,8,32" -> [1, 8, 32], every value an integer >= 1."""
+    return comma_list(int_at_least(1))(text)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

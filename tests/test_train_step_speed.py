@@ -11,14 +11,15 @@ from tests.cli_helpers import refused_in_one_line
 
 def test_a_few_steps_of_the_cnn_are_timed_over_the_tests_two_logical_devices():
     # The test process split its CPU into 2 logical devices at start (conftest).
-    row = train_step_speed.measure("cnn", 2, max_length=16, batch_size=8, steps=5,
+    row = train_step_speed.measure("cnn", 2, dropout=0.0, max_length=16, batch_size=8, steps=5,
                                    precision="float32", jit_compile=False)
-    assert row["replicas"] == 2 and row["batch"] == 8
+    assert row["replicas"] == 2 and row["batch"] == 8 and row["dropout"] == 0.0
     assert row["step_seconds"] > 0
     assert row["reviews_per_s"] == pytest.approx(8 / row["step_seconds"])
 
 
-@pytest.mark.parametrize("flag", ["--devices=0,2", "--devices=two", "--steps=3"])
+@pytest.mark.parametrize("flag", ["--devices=0,2", "--devices=two", "--steps=3",
+                                  "--dropouts=0.1,1", "--dropouts=none"])
 def test_a_bad_flag_is_refused_in_one_line_naming_it(flag: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     line = refused_in_one_line(lambda: train_step_speed.main([flag]), capsys)
