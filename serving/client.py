@@ -49,8 +49,8 @@ from models.contract import (
 )
 from models.features import TEXT
 
-__all__ = ["ClientOptions", "ServingError", "GrpcClient", "RestClient", "serialize_example",
-           "string_tensor", "float_values", "label_of", "main"]
+__all__ = ["ClientOptions", "ServingError", "GrpcClient", "RestClient", "any_available",
+           "serialize_example", "string_tensor", "float_values", "label_of", "main"]
 
 T = TypeVar("T")
 
