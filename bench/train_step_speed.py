@@ -20,7 +20,6 @@ arithmetic suggests.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import statistics
@@ -30,14 +29,19 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.config import OneLineParser, TrainConfig, comma_list, flag_type, positive_int_list
+from pipeline.config import (
+    OneLineParser,
+    TrainConfig,
+    comma_list,
+    field_flag_type,
+    positive_int_list,
+)
 
 __all__ = ["measure", "main"]
 
 _WARMUP_STEPS = 2
 #: --dropouts values, each checked against TrainConfig's --dropout range.
-_DROPOUT_LIST = comma_list(flag_type(
-    next(f for f in dataclasses.fields(TrainConfig) if f.name == "dropout"), float))
+_DROPOUT_LIST = comma_list(field_flag_type(TrainConfig, "dropout"))
 
 
 def measure(model_name: str, devices: int, dropout: float, max_length: int, batch_size: int,

@@ -39,6 +39,7 @@ __all__ = [
     "EvalConfig",
     "OneLineParser",
     "comma_list",
+    "field_flag_type",
     "int_at_least",
     "positive_int_list",
     "PipelineConfig",
@@ -209,6 +210,14 @@ def flag_type(f: dataclasses.Field[Any], hint: Any) -> Callable[[str], Any]:
     return convert
 
 
+def field_flag_type(cls: type, name: str) -> Callable[[str], Any]:
+    """flag_type for field `name` of config section `cls`, with the field's
+    own type hint: what a script's flag uses to accept exactly the values
+    the pipeline's flag of that name accepts."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return flag_type(f, typing.get_type_hints(cls)[name])
+
+
 class OneLineParser(argparse.ArgumentParser):
     """A user error is one line naming the flag and what it allows (exit 2):
     no usage block, no traceback."""
@@ -260,12 +269,11 @@ def add_section(parser: argparse.ArgumentParser, cls: type, section: str) -> Non
     named `section`: its help, its allowed range and its parse-time check.
     Parsed values land under "<section>.<field>" (see `build_section`)."""
     group = parser.add_argument_group(section)
-    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         ranged = f.metadata.get("low") is not None or f.metadata.get("high") is not None
         help_text = f.metadata["help"] + (f" ({allowed(f)})" if ranged else "")
         group.add_argument(
-            f"--{f.name}", dest=f"{section}.{f.name}", type=flag_type(f, hints[f.name]),
+            f"--{f.name}", dest=f"{section}.{f.name}", type=field_flag_type(cls, f.name),
             default=f.default, help=help_text, choices=f.metadata.get("choices"))
 
 
