@@ -179,6 +179,42 @@ def _evaluation_step(model: keras.Model, strategy: tf.distribute.Strategy, task:
     return step
 
 
+class _Distributed:
+    """Each global batch of `dataset`, iterated on the host, split into
+    consecutive equal shares, one per replica (replica r of R gets rows
+    r*n//R to (r+1)*n//R; across workers, the global replica id picks the
+    share, so every worker reads all files and keeps its share of each batch).
+
+    Why not `strategy.experimental_distribute_dataset`: its iterator stalled
+    15 to 60 s with idle cores when an epoch ended (TF 2.21, MirroredStrategy
+    over one or two CPU devices; bench/default_run.py's table), which cost
+    the default run's Trainer a third of its time. A plain tf.data iterator
+    ends at once."""
+
+    def __init__(self, dataset: tf.data.Dataset, strategy: tf.distribute.Strategy) -> None:
+        self.dataset, self.strategy = dataset, strategy
+
+    def __iter__(self) -> Any:
+        for batch in self.dataset:
+            yield self.strategy.experimental_distribute_values_from_function(
+                lambda context, batch=batch: _share(batch, context))
+
+
+def _share(batch: Any, context: tf.distribute.ValueContext) -> Any:
+    """This replica's rows of a global batch."""
+    replica, replicas = context.replica_id_in_sync_group, context.num_replicas_in_sync
+
+    def rows(tensor: Any) -> Any:
+        size = tf.shape(tensor, out_type=tf.int64)[0] if not isinstance(
+            tensor, tf.SparseTensor) else tensor.dense_shape[0]
+        start, end = size * replica // replicas, size * (replica + 1) // replicas
+        if isinstance(tensor, tf.SparseTensor):
+            return tf.sparse.slice(tensor, [start, 0], [end - start, tensor.dense_shape[1]])
+        return tensor[start:end]
+
+    return tf.nest.map_structure(rows, batch)
+
+
 def _evaluate(step: Callable[..., None], batches: Any,
               metrics: dict[str, keras.metrics.Metric], prefix: str) -> dict[str, float]:
     """The metrics of one pass of `step` over `batches`."""
@@ -249,8 +285,8 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, train: tf.data.Dat
             group.optimizer.build(list(group.variables))
     train_step, valid_step = _step_functions(model, strategy, task, metrics, groups,
                                              jit_compile)
-    train_batches = strategy.experimental_distribute_dataset(train)
-    valid_batches = strategy.experimental_distribute_dataset(valid)
+    train_batches = _Distributed(train, strategy)
+    valid_batches = _Distributed(valid, strategy)
     history = keras.callbacks.History()
     progress = _StepProgress(epochs, steps_per_epoch, progress_every_s)
     hooks = keras.callbacks.CallbackList([*callbacks, progress, history], add_progbar=True,
@@ -295,7 +331,7 @@ class _CurveRecorder:
         with strategy.scope():
             self.metrics = {m.name: m for m in task.metrics()}
         self.step = _evaluation_step(model, strategy, task, self.metrics, jit_compile)
-        self.batches = strategy.experimental_distribute_dataset(curve.data)
+        self.batches = _Distributed(curve.data, strategy)
         self.every_steps = curve.every_steps
         self.points: dict[str, list[float]] = {}
         self.started, self.measuring = time.monotonic(), 0.0
