@@ -1,9 +1,9 @@
 """Training speed of a model against the number of logical CPU devices
-(and dropout rates).
+(and dropout rates, and the training loop).
 
     .venv/bin/python -m bench.train_step_speed --model=minilm [--devices=1,2]
-        [--dropouts=0.1] [--max_length=128] [--batch_size=32] [--steps=12]
-        [--precision=float32] [--jit_compile=true]
+        [--dropouts=0.1] [--loops=custom,fit] [--max_length=128] [--batch_size=32]
+        [--steps=12] [--precision=float32] [--jit_compile=true]
 
 Without a GPU the Trainer runs MirroredStrategy over `--num_cpu_devices`
 logical CPU devices, which share the same cores and thread pools. This
@@ -14,7 +14,10 @@ token ids, and the median step time after the first two (compilation) is
 reported in reviews/s, with the ratio to the first row given. Each
 `--dropouts` rate is measured at each device count: dropout draws a random
 mask for every activation it touches, which on CPUs costs more than its
-arithmetic suggests.
+arithmetic suggests. `--loops=custom,fit` also times Keras's own `Model.fit`
+on the same model, data and strategy (XLA as `--jit_compile` says for both):
+the project trains with its own loop (models/training_loop.py says why), and
+this shows what that costs per step.
 """
 
 from __future__ import annotations
@@ -42,12 +45,22 @@ __all__ = ["measure", "main"]
 _WARMUP_STEPS = 2
 #: --dropouts values, each checked against TrainConfig's --dropout range.
 _DROPOUT_LIST = comma_list(field_flag_type(TrainConfig, "dropout"))
+#: The training loops --loops can time.
+LOOPS = ("custom", "fit")
+
+
+def _loop_name(text: str) -> str:
+    if text not in LOOPS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(LOOPS)}")
+    return text
 
 
 def measure(model_name: str, devices: int, dropout: float, max_length: int, batch_size: int,
-            steps: int, precision: str, jit_compile: bool) -> dict[str, Any]:
+            steps: int, precision: str, jit_compile: bool, loop: str = "custom",
+            ) -> dict[str, Any]:
     """Median seconds per step of `steps` training steps (after the first
-    two), in this process: call before anything starts TF's runtime."""
+    two) with the project's loop or Keras's `Model.fit`, in this process:
+    call before anything starts TF's runtime."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -78,13 +91,18 @@ def measure(model_name: str, devices: int, dropout: float, max_length: int, batc
             ends.append(time.perf_counter())
 
     start = time.perf_counter()
-    training_loop.fit(model, strategy, train, valid, epochs=1, steps_per_epoch=steps,
-                      callbacks=[_Clock()], jit_compile=jit_compile)
+    if loop == "fit":
+        model.jit_compile = jit_compile  # Keras's "auto" would turn XLA on by itself
+        model.fit(train, epochs=1, steps_per_epoch=steps, callbacks=[_Clock()], verbose=0)
+    else:
+        training_loop.fit(model, strategy, train, valid, epochs=1, steps_per_epoch=steps,
+                          callbacks=[_Clock()], jit_compile=jit_compile)
     step_seconds = statistics.median(b - a for a, b in zip(ends[_WARMUP_STEPS:],
                                                             ends[_WARMUP_STEPS + 1:],
                                                             strict=False))
-    return {"devices": devices, "dropout": dropout, "replicas": strategy.num_replicas_in_sync,
-            "batch": batch, "step_seconds": step_seconds, "reviews_per_s": batch / step_seconds,
+    return {"devices": devices, "dropout": dropout, "loop": loop,
+            "replicas": strategy.num_replicas_in_sync, "batch": batch,
+            "step_seconds": step_seconds, "reviews_per_s": batch / step_seconds,
             "first_steps_seconds": ends[_WARMUP_STEPS - 1] - start}
 
 
@@ -95,6 +113,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--devices", type=positive_int_list, default=[1, 2])
     parser.add_argument("--dropouts", type=_DROPOUT_LIST, default=[0.1],
                         help="dropout rates, each measured at every device count")
+    parser.add_argument("--loops", type=comma_list(_loop_name), default=["custom"],
+                        help="training loops, each measured at every device count: the "
+                             "project's (custom) and Keras's Model.fit")
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=12)
@@ -113,12 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.jit_compile == "true")
     if args.one:
         print(json.dumps(measure(args.model, args.devices[0], args.dropouts[0],
-                                 *settings[1:])))
+                                 *settings[1:], loop=args.loops[0])))
         return 0
     rows = []
-    for devices, dropout in itertools.product(args.devices, args.dropouts):
+    for devices, dropout, loop in itertools.product(args.devices, args.dropouts, args.loops):
         child = [sys.executable, "-m", "bench.train_step_speed", "--one",
-                 f"--devices={devices}", f"--dropouts={dropout}", f"--model={args.model}",
+                 f"--devices={devices}", f"--dropouts={dropout}", f"--loops={loop}",
+                 f"--model={args.model}",
                  f"--max_length={args.max_length}", f"--batch_size={args.batch_size}",
                  f"--steps={args.steps}", f"--precision={args.precision}",
                  f"--jit_compile={args.jit_compile}"]
@@ -129,10 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         row = rows[-1]
         print(f"{args.model} {args.precision} jit={args.jit_compile} {args.max_length} tokens, "
-              f"{row['devices']} logical CPU device(s), dropout {row['dropout']}, global batch "
-              f"{row['batch']}: {row['step_seconds']:.3f} s/step, {row['reviews_per_s']:.2f} "
-              f"reviews/s ({row['reviews_per_s'] / rows[0]['reviews_per_s']:.2f}x "
-              f"{rows[0]['devices']} device(s), dropout {rows[0]['dropout']}); first "
+              f"{row['devices']} logical CPU device(s), dropout {row['dropout']}, "
+              f"{row['loop']} loop, global batch {row['batch']}: {row['step_seconds']:.3f} "
+              f"s/step, {row['reviews_per_s']:.2f} reviews/s "
+              f"({row['reviews_per_s'] / rows[0]['reviews_per_s']:.2f}x {rows[0]['devices']} "
+              f"device(s), dropout {rows[0]['dropout']}, {rows[0]['loop']} loop); first "
               f"{_WARMUP_STEPS} steps {row['first_steps_seconds']:.1f} s",
               flush=True)
     return 0

@@ -18,8 +18,15 @@ def test_a_few_steps_of_the_cnn_are_timed_over_the_tests_two_logical_devices():
     assert row["reviews_per_s"] == pytest.approx(8 / row["step_seconds"])
 
 
+def test_keras_fit_is_timed_on_the_same_model_and_strategy_for_comparison():
+    row = train_step_speed.measure("cnn", 2, dropout=0.0, max_length=16, batch_size=8, steps=5,
+                                   precision="float32", jit_compile=False, loop="fit")
+    assert row["loop"] == "fit" and row["replicas"] == 2 and row["batch"] == 8
+    assert row["step_seconds"] > 0
+
+
 @pytest.mark.parametrize("flag", ["--devices=0,2", "--devices=two", "--steps=3",
-                                  "--dropouts=0.1,1", "--dropouts=none"])
+                                  "--dropouts=0.1,1", "--dropouts=none", "--loops=custom,keras"])
 def test_a_bad_flag_is_refused_in_one_line_naming_it(flag: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     line = refused_in_one_line(lambda: train_step_speed.main([flag]), capsys)
