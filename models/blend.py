@@ -13,10 +13,14 @@ NumPy only, no TensorFlow: the Trainer fits the weights before exporting and
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["EPSILON", "to_logit", "fit_blend", "apply_blend"]
+__all__ = ["EPSILON", "to_logit", "fit_blend", "apply_blend", "accuracy", "Choice",
+           "choose_blend"]
 
 Floats = NDArray[np.float64]
 
@@ -79,3 +83,45 @@ def apply_blend(weights: ArrayLike, logits: ArrayLike) -> Floats:
     w = np.asarray(weights, dtype=np.float64)
     x = np.asarray(logits, dtype=np.float64)
     return _sigmoid(x @ w[:-1] + w[-1])
+
+
+def accuracy(weights: ArrayLike, logits: ArrayLike, labels: ArrayLike) -> float:
+    """Share of `labels` the blend `weights` gets right (P > 0.5)."""
+    predicted = apply_blend(weights, logits) > 0.5
+    return float(np.mean(predicted == (np.asarray(labels).ravel() == 1)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """The blend kept, what it is ("blend", or one model's name when that
+    model alone did better) and every candidate's accuracy on the data."""
+
+    weights: Floats
+    kept: str
+    accuracies: dict[str, float]
+
+
+def choose_blend(logits: ArrayLike, labels: ArrayLike, names: Sequence[str]) -> Choice:
+    """The logistic regression over all of `logits`' columns, or one model
+    alone as it was trained (weight 1 on its logit, no bias), whichever is
+    most accurate on these reviews; ties keep the full blend. (A model alone
+    is not refitted: a fitted bias moves its threshold, which on `valid`
+    cost NB-LR half a point.)
+
+    Why not always the full blend: it maximises likelihood, not accuracy. A
+    weaker, overconfident model gets a weight that lowers accuracy: on the
+    default run's `valid`, CNN + NB-LR scored 0.911 where NB-LR alone scored
+    0.918. Choosing among three fits on `valid` costs next to nothing in
+    selection bias (2,600 reviews)."""
+    x = np.asarray(logits, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(f"logits must have one column per name {list(names)}; got {x.shape}")
+    full = fit_blend(x, labels)
+    candidates = {"blend": full}
+    for column, name in enumerate(names):
+        weights = np.zeros(len(names) + 1)
+        weights[column] = 1.0
+        candidates[name] = weights
+    scores = {name: accuracy(w, x, labels) for name, w in candidates.items()}
+    kept = max(scores, key=lambda name: (scores[name], name == "blend"))
+    return Choice(candidates[kept], kept, scores)

@@ -74,7 +74,8 @@ CURVE_PREFIX = "curve_"
 BLEND_FILE = "blend.json"
 #: The pre-trained encoder's weights in the Pretrainer's model artifact.
 ENCODER_WEIGHTS_FILE = "encoder.weights.h5"
-#: The exported SavedModel's attribute that tracks NB-LR's weights: non-empty
-#: exactly when the served signatures blend NB-LR into the classifier's score
-#: (so they score differently from the TFLite classifier, which does not).
+#: The exported SavedModel's attribute that tracks NB-LR's variables ([n-gram
+#: keys, weights, bias], models/ngrams.py): non-empty exactly when the served
+#: signatures blend NB-LR into the classifier's score (so they score
+#: differently from the TFLite classifier, which does not).
 NGRAM_WEIGHTS_ATTR = "ngram_weights"

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from models import blend, contract, features, minilm, ngrams, wordpiece
+from models import blend, contract, features, minilm, ngrams, text, wordpiece
 from models.cnn import build_cnn
 from models.config import TOKENIZERS, TrainConfig
 from models.distribution import cluster_role, make_strategy
@@ -35,7 +36,7 @@ __all__ = ["run_fn", "compiled_model", "make_optimizer", "export_serving_model",
 
 _TOKEN_IDS = features.transformed_name(features.TOKEN_IDS)
 _LABEL = features.transformed_name(features.LABEL)
-_NGRAMS = features.transformed_name(features.NGRAMS)
+_WORD_IDS = features.transformed_name(features.WORD_IDS)
 #: The learning curve draws its reviews uniformly from the first this many of valid.
 _CURVE_SHUFFLE_BUFFER = 100_000
 
@@ -58,16 +59,12 @@ def _token_ids(example: dict[str, Any]) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(example[_TOKEN_IDS], tf.int32), example[_LABEL]
 
 
-def _ngram_row(example: dict[str, Any]) -> tuple[tf.SparseTensor, tf.Tensor]:
-    return example[_NGRAMS], example[_LABEL]
-
-
 def _dataset(files: list[str], spec: dict[str, Any], batch_size: int,
              shuffle_seed: int | None,
              select: Callable[[dict[str, Any]], tuple[Any, tf.Tensor]] = _token_ids,
              ) -> tf.data.Dataset:
     """(features, label) batches of transformed examples; `select` picks the
-    features (token ids, or NB-LR's n-gram row).
+    features.
 
     Training batches (shuffled) drop the last partial batch: MirroredStrategy
     splits each batch across replicas, and an uneven split gives the replicas
@@ -150,10 +147,10 @@ def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Op
 
 @dataclasses.dataclass(frozen=True)
 class Blend:
-    """NB-LR over Transform's n-gram rows and the weights [classifier,
+    """NB-LR over the review's word-id n-grams and the weights [classifier,
     n-grams, bias] that blend its logit with the classifier's."""
 
-    ngram_model: keras.Model
+    ngram_model: ngrams.NgramModel
     weights: tuple[float, float, float]
 
 
@@ -176,23 +173,22 @@ class _ServingModule(tf.Module):
         # Serving's memory.
         # The functions below reach the models through closures.
         self.classifier_weights = list(model.weights)
-        setattr(self, contract.NGRAM_WEIGHTS_ATTR,
-                list(mixed.ngram_model.weights) if mixed else [])
+        self._ngrams = ngrams.NgramLogit(mixed.ngram_model) if mixed else None
+        setattr(self, contract.NGRAM_WEIGHTS_ATTR, [self._ngrams.keys, self._ngrams.weights,
+                                                    self._ngrams.bias] if self._ngrams else [])
         self.tft_layer = tft_output.transform_features_layer()
         self.blend_weights = tf.constant(mixed.weights if mixed else (1.0, 0.0, 0.0),
                                          tf.float32)
         self._classify = lambda ids: model(ids, training=False)
-        self._ngrams = ((lambda rows: mixed.ngram_model(rows, training=False))
-                        if mixed else None)
 
     def _from_raw(self, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         transformed = self.tft_layer(raw)
         probability = self._from_ids(tf.cast(transformed[_TOKEN_IDS], tf.int32))
         if self._ngrams is None:
             return probability
-        ngram = tf.reshape(self._ngrams(transformed[_NGRAMS]), [-1])
+        ngram = self._ngrams(transformed[_WORD_IDS])
         w = self.blend_weights
-        logit = w[0] * _logit(probability[contract.OUTPUT_KEY]) + w[1] * _logit(ngram) + w[2]
+        logit = w[0] * _logit(probability[contract.OUTPUT_KEY]) + w[1] * ngram + w[2]
         return {contract.OUTPUT_KEY: tf.sigmoid(logit)}
 
     def _from_ids(self, ids: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -316,7 +312,7 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
     exported = float32_copy(model, train_config, job.vocab_total, max_length)
     mixed = None
     if job.transform.ngram_blend:
-        mixed = _fit_blend(fn_args, job, strategy, batch, exported, valid_ds, run_dir)
+        mixed = _fit_blend(fn_args, job, exported, valid_ds, run_dir)
     export_serving_model(exported, job.tft_output, serving_dir, max_length, mixed)
 
 
@@ -331,40 +327,54 @@ def _predictions(model: keras.Model, batches: tf.data.Dataset, jit_compile: bool
     return np.concatenate(probabilities), np.concatenate(labels)
 
 
-def _fit_blend(fn_args: FnArgs, job: Job, strategy: tf.distribute.Strategy, batch: int,
-               classifier: keras.Model, valid_ds: tf.data.Dataset, run_dir: str) -> Blend:
-    """Fits NB-LR on train's n-gram rows (under the same strategy, best
-    epoch on valid loss kept), then the blend weights on both models' valid
-    predictions; writes both parts' and the blend's valid accuracy into the
-    run folder."""
-    config = job.train
-    train_rows = _dataset(fn_args.train_files, job.spec, batch, config.seed, _ngram_row)
-    valid_rows = _dataset(fn_args.eval_files, job.spec, batch, None, _ngram_row)
-    steps = count_batches(train_rows)
-    with strategy.scope():
-        ngram_model = ngrams.build_ngram_model(job.transform.ngram_vocab_size, config.ngram_l2)
-        ngram_model.compile(optimizer=keras.optimizers.Adam(config.ngram_learning_rate),
-                            loss="binary_crossentropy")
-    logging.info("NB-LR: %d epochs of %d steps over %d n-grams", config.ngram_epochs, steps,
-                 job.transform.ngram_vocab_size)
-    history = fit(ngram_model, strategy, train_rows, valid_rows, epochs=config.ngram_epochs,
-                  steps_per_epoch=steps, callbacks=[keras.callbacks.EarlyStopping(
-                      monitor="val_loss", patience=config.ngram_epochs,
-                      restore_best_weights=True)])
+def _word_id_rows(files: list[str], spec: dict[str, Any],
+                  ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every review's word ids (untruncated) and its label, in file order."""
+    ds = _records(files, spec).map(lambda e: (e[_WORD_IDS].values, e[_LABEL]))
+    reviews, labels = [], []
+    for ids, label in ds.as_numpy_iterator():
+        reviews.append(ids.astype(np.int64))
+        labels.append(int(np.reshape(label, [-1])[0]))
+    return reviews, np.asarray(labels, np.int64)
+
+
+def _fit_blend(fn_args: FnArgs, job: Job, classifier: keras.Model, valid_ds: tf.data.Dataset,
+               run_dir: str) -> Blend:
+    """Fits NB-LR on train's word-id n-grams (models/ngrams.py), then the
+    blend weights on both models' valid logits (the fitted blend, or one
+    model alone when it is more accurate: models/blend.choose_blend); writes
+    both parts' and the blend's valid accuracy into the run folder. Every worker of a cluster
+    fits the same model (NumPy and liblinear are deterministic)."""
+    config, transform = job.train, job.transform
+    started = time.monotonic()
+    train_reviews, train_labels = _word_id_rows(fn_args.train_files, job.spec)
+    order = transform.ngram_order or 1
+    ngram_model = ngrams.fit_ngram_model(
+        train_reviews, train_labels, order=order,
+        base=text.vocab_total(transform.vocab_size, transform.num_oov_buckets),
+        vocab_size=transform.ngram_vocab_size, min_count=transform.ngram_min_count,
+        l2=config.ngram_l2)
+    fit_seconds = time.monotonic() - started
+    logging.info("NB-LR: %d 1- to %d-grams of %d train reviews, fitted in %.1f s",
+                 len(ngram_model.keys), order, len(train_reviews), fit_seconds)
     p_classifier, labels = _predictions(classifier, valid_ds, bool(config.jit_compile))
-    p_ngrams, ngram_labels = _predictions(ngram_model, valid_rows, False)
-    if not np.array_equal(labels, ngram_labels):  # both read valid in file order
+    valid_reviews, ngram_labels = _word_id_rows(fn_args.eval_files, job.spec)
+    if not np.array_equal(np.ravel(labels), ngram_labels):  # both read valid in file order
         raise RuntimeError("valid examples came in different orders for the two models")
-    logits = np.stack([blend.to_logit(p_classifier), blend.to_logit(p_ngrams)], axis=1)
-    weights = blend.fit_blend(logits, labels)
+    ngram_logits = ngram_model.logits(valid_reviews)
+    logits = np.stack([blend.to_logit(p_classifier), ngram_logits], axis=1)
+    choice = blend.choose_blend(logits, labels, ("classifier", "ngrams"))
+    weights = choice.weights
     report = {
         "weights": {"classifier": weights[0], "ngrams": weights[1], "bias": weights[2]},
+        "kept": choice.kept,
         "valid_accuracy": {
             "classifier": float(np.mean((p_classifier > 0.5) == labels)),
-            "ngrams": float(np.mean((p_ngrams > 0.5) == labels)),
-            "blend": float(np.mean((blend.apply_blend(weights, logits) > 0.5) == labels))},
+            "ngrams": float(np.mean((ngram_logits > 0) == labels)),
+            "blend": choice.accuracies[choice.kept], "fitted_blend": choice.accuracies["blend"]},
         "valid_reviews": int(labels.size),
-        "ngram_history": {k: [float(v) for v in vs] for k, vs in history.items()},
+        "ngrams": {"order": order, "kept": len(ngram_model.keys),
+                   "train_reviews": len(train_reviews), "fit_seconds": fit_seconds},
     }
     logging.info("blend on valid: %s", report["valid_accuracy"])
     tf.io.gfile.makedirs(run_dir)

@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 from models.config import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_NGRAM_BLEND,
+    DEFAULT_NGRAM_ORDER,
     MINILM_POSITIONS,
     TOKENIZERS,
     WORDPIECE_MIN_LENGTH,
@@ -152,12 +153,13 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         model = self.train.model
-        if self.transform.max_length is None:  # frozen: the model's default, filled once here
-            object.__setattr__(self, "transform", dataclasses.replace(
-                self.transform, max_length=DEFAULT_MAX_LENGTH[model]))
-        if self.transform.ngram_blend is None:
-            object.__setattr__(self, "transform", dataclasses.replace(
-                self.transform, ngram_blend=DEFAULT_NGRAM_BLEND[model]))
+        per_model: dict[str, dict[str, Any]] = {"max_length": DEFAULT_MAX_LENGTH,
+                                                "ngram_blend": DEFAULT_NGRAM_BLEND,
+                                                "ngram_order": DEFAULT_NGRAM_ORDER}
+        for name, by_model in per_model.items():
+            if getattr(self.transform, name) is None:  # frozen: the model's default, once here
+                object.__setattr__(self, "transform", dataclasses.replace(
+                    self.transform, **{name: by_model[model]}))
         length = self.transform.max_length or 0
         if TOKENIZERS[self.train.model] == "wordpiece" and not (
                 WORDPIECE_MIN_LENGTH <= length <= MINILM_POSITIONS):

@@ -31,7 +31,7 @@ SCHEMA_DIR = REPO / "pipeline" / "schema"
 _INGEST = ("components/imdb_example_gen/reader.py", "components/imdb_example_gen/executor.py",
            "components/imdb_example_gen/component.py", "models/features.py", "models/contract.py")
 _TRANSFORM = ("models/preprocessing.py", "models/text.py", "models/wordpiece.py",
-              "models/minilm.py", "models/ngrams.py", "models/features.py", "models/contract.py")
+              "models/minilm.py", "models/features.py", "models/contract.py")
 _TRAINER = ("models",)
 _TRAINER_EXCLUDED = ("models/config.py",)
 _TFLITE = ("components/tflite_converter", "models/text.py", "models/wordpiece.py",

@@ -62,3 +62,33 @@ def test_probabilities_become_finite_logits_even_when_saturated():
 def test_bad_inputs_are_refused_naming_the_problem(logits, labels, message):
     with pytest.raises(ValueError, match=message):
         blend.fit_blend(logits, labels)
+
+
+def test_the_blend_is_kept_when_it_is_the_most_accurate():
+    logits, labels = _two_noisy_models(np.random.default_rng(2), 4000)
+    choice = blend.choose_blend(logits, labels, ("a", "b"))
+    assert choice.kept == "blend"
+    np.testing.assert_allclose(choice.weights, blend.fit_blend(logits, labels))
+    assert choice.accuracies["blend"] > max(choice.accuracies["a"], choice.accuracies["b"])
+
+
+def test_a_model_that_only_dilutes_a_better_one_is_left_out():
+    """A model that knows nothing the better one does not, plus loud,
+    heavy-tailed errors: maximum likelihood still gives it some weight,
+    which costs accuracy here; the better model alone, as it is, is kept."""
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 3000)
+    signal = np.where(labels == 1, 1.0, -1.0)
+    good = 2.0 * signal + rng.normal(0, 1.2, 3000)
+    loud = 3.0 * good + rng.standard_cauchy(3000)
+    logits = np.stack([loud, good], axis=1)
+    choice = blend.choose_blend(logits, labels, ("loud", "good"))
+    assert choice.kept == "good"
+    np.testing.assert_array_equal(choice.weights, [0.0, 1.0, 0.0])
+    assert choice.accuracies["good"] > choice.accuracies["blend"]
+    assert blend.accuracy(choice.weights, logits, labels) == choice.accuracies["good"]
+
+
+def test_a_blend_needs_one_name_per_model():
+    with pytest.raises(ValueError, match="one column per name"):
+        blend.choose_blend(np.zeros((4, 2)), [0, 1, 0, 1], ("only",))

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from models.config import TrainConfig, allowed
+from models.config import TrainConfig, TransformConfig, allowed
 from pipeline import local_runner
 from pipeline.config import DataConfig, PipelineConfig, build_parser, from_args
 from tests.cli_helpers import refused_in_one_line
@@ -100,7 +100,7 @@ def test_allowed_values_read_as_words():
 def test_dropout_defaults_to_the_models_own_rate_unless_given():
     """0.5 suits the CNN's dense head, 0.1 (BERT's) the transformer's
     attention layers; an explicit --dropout wins for either."""
-    assert TrainConfig().dropout == 0.5
+    assert TrainConfig().dropout == 0.3
     assert TrainConfig(model="transformer").dropout == 0.1
     assert from_args(["--data=x", "--output_dir=/o", "--model=transformer",
                       "--dropout=0.3"]).train.dropout == 0.3
@@ -111,8 +111,31 @@ def test_minilm_blends_with_nb_lr_and_reads_96_pieces_unless_told_otherwise():
     """Per-model defaults filled where the configs meet; explicit flags win."""
     minilm = from_args(["--data=x", "--output_dir=/o", "--model=minilm"]).transform
     assert (minilm.ngram_blend, minilm.max_length) == (True, 96)
-    cnn = from_args(["--data=x", "--output_dir=/o"]).transform
-    assert (cnn.ngram_blend, cnn.max_length) == (False, 512)
+    transformer = from_args(["--data=x", "--output_dir=/o", "--model=transformer"]).transform
+    assert (transformer.ngram_blend, transformer.max_length) == (False, 512)
     off = from_args(["--data=x", "--output_dir=/o", "--model=minilm", "--ngram_blend=false",
                      "--max_length=256"]).transform
     assert (off.ngram_blend, off.max_length) == (False, 256)
+
+
+def test_the_default_run_is_the_candidate_chosen_on_valid():
+    """`make run` with no flags trains exactly what bench/default_run.py chose
+    (on `valid`, within the 5-minute budget): the same Transform and Trainer
+    settings as that candidate's flags."""
+    from bench.default_run import CANDIDATES, CHOSEN
+
+    default = from_args(["--data=x", "--output_dir=/o"])
+    chosen = from_args(["--data=x", "--output_dir=/o", *CANDIDATES[CHOSEN]])
+    assert (default.transform, default.train) == (chosen.transform, chosen.train)
+    assert default.transform.ngram_blend and default.transform.ngram_order == 3
+
+
+def test_minilm_keeps_the_uni_and_bigrams_its_figures_were_measured_with():
+    minilm = from_args(["--data=x", "--output_dir=/o", "--model=minilm"]).transform
+    assert minilm.ngram_order == 2
+    assert from_args(["--data=x", "--output_dir=/o", "--ngram_order=1"]).transform.ngram_order == 1
+
+
+def test_an_ngram_order_whose_keys_overflow_64_bits_is_refused_naming_both_flags():
+    with pytest.raises(ValueError, match=r"--ngram_order=5.*--vocab_size=10000000"):
+        TransformConfig(vocab_size=10_000_000, ngram_order=5)

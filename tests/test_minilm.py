@@ -225,7 +225,8 @@ def test_minilm_defaults_are_the_fine_tuning_ones():
     config = TrainConfig(model="minilm")
     assert (config.learning_rate, config.batch_size, config.epochs, config.warmup_fraction,
             config.dropout, config.jit_compile) == (6e-5, 32, 1, 0.1, 0.1, True)
-    assert TrainConfig().learning_rate == 1e-3 and TrainConfig().precision == "float32"
+    assert TrainConfig(model="transformer").learning_rate == 1e-3
+    assert TrainConfig().precision == "float32"
 
 
 def _trained_losses(jit_compile: bool) -> list[float]:

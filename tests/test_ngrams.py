@@ -1,6 +1,7 @@
-"""NB-LR inside the pipeline (models/ngrams.py): Transform's n-gram rows
-match the scikit-learn reference the bench scores, the serving graph needs
-no label, and the sparse logistic model learns them, under MirroredStrategy."""
+"""NB-LR inside the pipeline (models/ngrams.py): Transform hands over every
+word's id, the Trainer's n-gram counting and fit match the scikit-learn
+NB-LR the bench scores, the exported TensorFlow model computes the same
+logit from the serving graph's word ids, and the blend is served."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.preprocessing import binarize
+from sklearn.pipeline import Pipeline
 
 from bench import ngram_baselines as nb
-from models import contract, features, ngrams
+from models import contract, features, ngrams, text
 from models.preprocessing import preprocessing_fn
 from models.text import tokenize_py
 
-NGRAMS = features.transformed_name(features.NGRAMS)
-LABEL = features.transformed_name(features.LABEL)
+WORD_IDS = features.transformed_name(features.WORD_IDS)
+TOKEN_IDS = features.transformed_name(features.TOKEN_IDS)
 RAW_SPEC = {
     features.TEXT: tf.io.FixedLenFeature([], tf.string),
     features.LABEL: tf.io.FixedLenFeature([], tf.int64),
@@ -30,17 +31,19 @@ TEXTS = [
     "Awful film, awful acting; dull.",
     "A wonderful, moving film.",
     "Boring film. Not fun.",
+    "A great film, great fun.",
 ]
-LABELS = [1, 1, 0, 0, 1, 0]
-VOCAB_SIZE = 40  # more room than there are n-grams seen twice: the spare ids stay empty
-CONFIG = {"vocab_size": 50, "num_oov_buckets": 1, "max_length": 8, "ngram_blend": True,
-          "ngram_vocab_size": VOCAB_SIZE, "ngram_min_count": 2}
+LABELS = np.array([1, 1, 0, 0, 1, 0, 1])
+MAX_LENGTH = 4  # shorter than most reviews: word_ids must not be cut there
+CONFIG = {"vocab_size": 50, "num_oov_buckets": 1, "max_length": MAX_LENGTH,
+          "ngram_blend": True, "ngram_order": 3}
+BASE = text.vocab_total(50, 1)
 
 
 @pytest.fixture(scope="module")
 def transformed(tmp_path_factory):
     temp = tmp_path_factory.mktemp("tft_ngrams")
-    rows = [{features.TEXT: t.encode(), features.LABEL: y}
+    rows = [{features.TEXT: t.encode(), features.LABEL: int(y)}
             for t, y in zip(TEXTS, LABELS, strict=True)]
     metadata = tft.DatasetMetadata.from_feature_spec(RAW_SPEC)
     with tft_beam.Context(temp_dir=str(temp / "tmp"), force_tf_compat_v1=False):
@@ -51,84 +54,116 @@ def transformed(tmp_path_factory):
     return out_rows, tft.TFTransformOutput(str(temp / "out"))
 
 
-def _reference(output):
-    """scikit-learn's binarized uni+bigram matrix over Transform's vocabulary,
-    scaled by the bench's nb_log_count_ratio: NB-LR's features."""
-    vocabulary = [g.decode() for g in output.vocabulary_by_name(ngrams.VOCAB_NAME)]
-    vectorizer = CountVectorizer(tokenizer=tokenize_py, lowercase=False, token_pattern=None,
-                                 ngram_range=features.NGRAM_RANGE, vocabulary=vocabulary)
-    binary = binarize(vectorizer.transform(TEXTS))
-    ratio = nb.nb_log_count_ratio(binary, LABELS)
-    return vocabulary, binary.toarray() * ratio
+def _ids_by_hand(output, review: str) -> list[int]:
+    vocabulary = [w.decode() for w in output.vocabulary_by_name(text.VOCAB_NAME)]
+    return [vocabulary.index(w) + text.ID_OFFSET if w in vocabulary
+            else text.first_oov_id(len(vocabulary)) for w in tokenize_py(review)]
 
 
-def _dense(sparse_row):
-    dense = np.zeros(VOCAB_SIZE)
-    dense[sparse_row[f"{NGRAMS}$sparse_indices_0"]] = sparse_row[f"{NGRAMS}$sparse_values"]
-    return dense
-
-
-def test_the_vocabulary_is_the_uni_and_bigrams_seen_at_least_min_count_times(transformed):
-    _, output = transformed
-    vocabulary = [g.decode() for g in output.vocabulary_by_name(ngrams.VOCAB_NAME)]
-    counts = CountVectorizer(tokenizer=tokenize_py, lowercase=False, token_pattern=None,
-                             ngram_range=(1, 2)).fit(TEXTS)
-    totals = dict(zip(counts.get_feature_names_out(),
-                      np.asarray(counts.transform(TEXTS).sum(axis=0)).ravel(), strict=True))
-    assert set(vocabulary) == {g for g, n in totals.items() if n >= 2}
-    assert "great fun" in vocabulary and "great" in vocabulary and "br" not in vocabulary
-
-
-def test_each_review_is_its_binarized_ngrams_scaled_by_the_nb_ratio(transformed):
-    """Exactly the bench's NB-LR feature row: present once however often,
-    add-one smoothed log-count ratios learnt on the analysed reviews."""
+def test_transform_hands_over_every_word_id_untruncated_beside_the_padded_ids(transformed):
     rows, output = transformed
-    _, expected = _reference(output)
-    got = np.stack([_dense(row) for row in rows])
-    np.testing.assert_allclose(got[:, :expected.shape[1]], expected, rtol=1e-5, atol=1e-6)
-    assert not got[:, expected.shape[1]:].any()
+    for row, review in zip(rows, TEXTS, strict=True):
+        expected = _ids_by_hand(output, review)
+        assert list(row[WORD_IDS]) == expected
+        padded = expected[:MAX_LENGTH] + [text.PAD_ID] * (MAX_LENGTH - len(expected))
+        assert list(row[TOKEN_IDS]) == padded
+    assert max(len(r[WORD_IDS]) for r in rows) > MAX_LENGTH
 
 
-def test_the_schema_records_a_fixed_width_sparse_row(transformed):
+def test_word_ids_are_a_variable_length_feature_served_from_text_alone(transformed):
     _, output = transformed
-    spec = output.transformed_feature_spec()[NGRAMS]
-    assert isinstance(spec, tf.io.SparseFeature)
-    assert list(spec.size) == [VOCAB_SIZE] and spec.dtype == tf.float32
-
-
-def test_serving_computes_the_same_row_from_text_alone(transformed):
-    """The ratios are constants of the serving graph: no label is needed."""
-    _, output = transformed
+    assert isinstance(output.transformed_feature_spec()[WORD_IDS], tf.io.VarLenFeature)
     layer = output.transform_features_layer()
-    result = layer({features.TEXT: tf.constant([TEXTS[2], "never seen words"])})
-    row = tf.sparse.to_dense(result[NGRAMS]).numpy()
-    _, expected = _reference(output)
-    np.testing.assert_allclose(row[0, :expected.shape[1]], expected[2], rtol=1e-5, atol=1e-6)
-    assert row.shape == (2, VOCAB_SIZE) and not row[1].any()
+    result = layer({features.TEXT: tf.constant([TEXTS[2], ""])})
+    ragged = tf.RaggedTensor.from_sparse(result[WORD_IDS])
+    assert ragged.to_list() == [_ids_by_hand(output, TEXTS[2]), []]
 
 
-def test_the_logistic_model_on_sparse_rows_separates_the_classes(transformed):
-    rows, output = transformed
-    spec = output.transformed_feature_spec()
-    serialized = [tft.coders.ExampleProtoCoder(output.transformed_metadata.schema).encode(r)
-                  for r in rows]
-    parsed = tf.io.parse_example(serialized, {NGRAMS: spec[NGRAMS], LABEL: spec[LABEL]})
-    model = ngrams.build_ngram_model(VOCAB_SIZE, l2=1e-4)
-    model.compile(optimizer="adam", loss="binary_crossentropy")
-    x, y = parsed[NGRAMS], tf.cast(parsed[LABEL], tf.float32)
-    for _ in range(200):
-        model.train_on_batch(x, y)
-    probabilities = model(x).numpy().ravel()
-    np.testing.assert_array_equal(probabilities > 0.5, np.array(LABELS) == 1)
+def test_every_ngram_of_a_review_gets_its_own_key_and_none_spans_two_reviews():
+    starts, keys = ngrams.ngram_keys(np.array([1, 2, 3, 0, 4], np.int64), order=3, base=10)
+    assert sorted(keys.tolist()) == [1, 2, 3, 4, 12, 23, 123]
+    assert dict(zip(keys.tolist(), starts.tolist(), strict=True))[23] == 1
+
+
+def test_an_ngram_said_twice_in_a_review_counts_once():
+    rows, keys = ngrams.document_pairs([np.array([5, 5, 5]), np.array([5])], order=2, base=10)
+    assert list(zip(rows.tolist(), keys.tolist(), strict=True)) == [(0, 5), (0, 55), (1, 5)]
+
+
+def test_counting_a_few_reviews_at_a_time_finds_the_same_pairs():
+    rng = np.random.default_rng(1)
+    reviews = [rng.integers(1, 9, size=rng.integers(0, 12)) for _ in range(50)]
+    whole = ngrams.document_pairs(reviews, order=3, base=10, chunk=1000)
+    for chunk in (1, 7):
+        rows, keys = ngrams.document_pairs(reviews, order=3, base=10, chunk=chunk)
+        np.testing.assert_array_equal(rows, whole[0])
+        np.testing.assert_array_equal(keys, whole[1])
+
+
+def _sklearn_nb_lr(reviews: list[str], labels, min_df: int, c: float):
+    counts = CountVectorizer(tokenizer=tokenize_py, lowercase=False, token_pattern=None,
+                             ngram_range=(1, 3), min_df=min_df)
+    model = Pipeline([("counts", counts), ("nb", nb.NBFeatures()), ("lr", nb._logistic(c))])
+    return model.fit(reviews, labels)
+
+
+def test_the_fit_is_the_bench_s_nb_lr_over_uni_bi_and_trigrams(transformed):
+    """Same n-grams kept (seen in >= 2 reviews), same ratios, same liblinear
+    regression: the logits agree with scikit-learn's decision function."""
+    rows, _ = transformed
+    reviews = [np.asarray(r[WORD_IDS], np.int64) for r in rows]
+    l2 = 0.05
+    model = ngrams.fit_ngram_model(reviews, LABELS, order=3, base=BASE, vocab_size=1000,
+                                   min_count=2, l2=l2)
+    reference = _sklearn_nb_lr(TEXTS, LABELS, min_df=2, c=1 / (2 * l2 * len(TEXTS)))
+    assert len(model.keys) == len(reference.named_steps["counts"].vocabulary_)
+    probe = ["a great film", "awful film not fun", "never seen"]
+    vocabulary = [w.decode() for w in transformed[1].vocabulary_by_name(text.VOCAB_NAME)]
+    probe_ids = [np.array([vocabulary.index(w) + 1 if w in vocabulary else len(vocabulary) + 1
+                           for w in tokenize_py(p)], np.int64) for p in probe]
+    np.testing.assert_allclose(model.logits(probe_ids), reference.decision_function(probe),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_the_vocabulary_keeps_the_ngrams_in_most_reviews_ties_by_key():
+    reviews = [np.array([1, 2]), np.array([1, 3]), np.array([1, 2]), np.array([3])]
+    model = ngrams.fit_ngram_model(reviews, np.array([1, 0, 1, 0]), order=2, base=10,
+                                   vocab_size=3, min_count=2, l2=0.1)
+    # df: 1 -> 3 reviews, 2 -> 2, 3 -> 2, 12 -> 2, 13 -> 1: the top three, keys ascending
+    assert model.keys.tolist() == [1, 2, 3]
+
+
+def test_tensorflow_computes_the_numpy_logit_for_known_unknown_and_empty_rows():
+    rng = np.random.default_rng(0)
+    reviews = [rng.integers(1, 30, size=rng.integers(1, 40)) for _ in range(60)]
+    labels = np.array([int(r.mean() > 15) for r in reviews])
+    model = ngrams.fit_ngram_model(reviews, labels, order=3, base=32, vocab_size=500,
+                                   min_count=1, l2=0.01)
+    probe = [*reviews[:5], np.array([31, 31, 31]), np.array([], np.int64)]
+    ragged = tf.ragged.constant([r.tolist() for r in probe], dtype=tf.int64)
+    served = ngrams.NgramLogit(model)(ragged.to_sparse()).numpy()
+    np.testing.assert_allclose(served, model.logits(probe), rtol=1e-5, atol=1e-5)
+    assert served[-1] == pytest.approx(model.bias)
+
+
+@pytest.mark.parametrize(("labels", "min_count", "says"), [
+    (np.array([1, 0]), 1, "one 0/1 label per review"),
+    (np.array([1, 2, 0]), 1, "one 0/1 label per review"),
+    (np.array([1, 0, 1]), 5, "--ngram_min_count"),
+])
+def test_bad_training_input_is_refused_naming_what_is_wrong(labels, min_count, says):
+    reviews = [np.array([1, 2]), np.array([2, 3]), np.array([3, 4])]
+    with pytest.raises(ValueError, match=says):
+        ngrams.fit_ngram_model(reviews, labels, order=2, base=10, vocab_size=10,
+                               min_count=min_count, l2=0.1)
 
 
 # --- the Trainer: NB-LR fitted beside the classifier, blended in the export -------------------
 
 JOB_TRANSFORM = {"vocab_size": 40, "num_oov_buckets": 1, "max_length": 16, "ngram_blend": True,
-                 "ngram_vocab_size": 200, "ngram_min_count": 1}
+                 "ngram_vocab_size": 200, "ngram_min_count": 1, "ngram_order": 2}
 JOB_TRAIN = {"model": "cnn", "embedding_dim": 4, "filters": 4, "bigram_buckets": 0,
-             "epochs": 2, "batch_size": 16, "seed": 3, "ngram_epochs": 4,
-             "ngram_learning_rate": 0.05}
+             "epochs": 2, "batch_size": 16, "seed": 3, "ngram_l2": 0.01}
 
 
 @pytest.fixture(scope="module")
@@ -158,13 +193,14 @@ def test_the_trainer_writes_the_blend_weights_and_each_part_s_valid_accuracy(ble
     accuracy = report["valid_accuracy"]
     assert accuracy["ngrams"] >= 0.9  # two class words per review: NB-LR finds them
     assert accuracy["blend"] >= max(accuracy["classifier"], accuracy["ngrams"]) - 1 / 32
-    assert len(report["ngram_history"]["val_loss"]) == JOB_TRAIN["ngram_epochs"]
+    assert report["ngrams"]["order"] == 2 and report["ngrams"]["train_reviews"] == 128
+    assert 0 < report["ngrams"]["kept"] <= JOB_TRANSFORM["ngram_vocab_size"]
 
 
 def test_raw_text_gets_the_blend_and_token_ids_the_classifier_alone(blended):
-    """serving_text = sigmoid(w_c * logit(classifier) + w_n * logit(NB-LR) + b),
+    """serving_text = sigmoid(w_c * logit(classifier) + w_n * NB-LR logit + b),
     with the classifier's probability from the token_ids signature and NB-LR's
-    recomputed by hand from the transform graph's n-gram row."""
+    logit recomputed in NumPy from the exported keys and weights."""
     import json
 
     from models import blend
@@ -173,20 +209,16 @@ def test_raw_text_gets_the_blend_and_token_ids_the_classifier_alone(blended):
     served = loaded.signatures["serving_text"](text=tf.constant(texts))["probability"].numpy()
     output = tft.TFTransformOutput(str(blended / "transform"))
     transformed = output.transform_features_layer()({features.TEXT: tf.constant(texts)[:, None]})
-    ids = tf.cast(transformed[features.transformed_name(features.TOKEN_IDS)], tf.int32)
+    ids = tf.cast(transformed[TOKEN_IDS], tf.int32)
     classifier = loaded.signatures["token_ids"](token_ids=ids)["probability"].numpy()
-    # NB-LR's kernel and bias as saved
-    variables = str(blended / "serving" / "variables" / "variables")
-    checkpoint = tf.train.load_checkpoint(variables)
-    weights = {tuple(shape): checkpoint.get_tensor(name)
-               for name, shape in tf.train.list_variables(variables)
-               if name.startswith(f"{contract.NGRAM_WEIGHTS_ATTR}/")}
-    assert len(weights) == 2
-    row = tf.sparse.to_dense(transformed[NGRAMS]).numpy()
-    ngram = 1 / (1 + np.exp(-(row @ weights[(200, 1)][:, 0] + weights[(1,)][0])))
+    keys, weights, bias = (v.numpy() for v in getattr(loaded, contract.NGRAM_WEIGHTS_ATTR))
+    exported = ngrams.NgramModel(keys=keys, weights=weights, bias=float(bias), order=2,
+                                 base=text.vocab_total(40, 1))
+    words = tf.RaggedTensor.from_sparse(transformed[WORD_IDS]).to_list()
+    ngram = exported.logits([np.asarray(w, np.int64) for w in words])
     mix = json.loads((blended / "run" / contract.BLEND_FILE).read_text())["weights"]
     expected = blend.apply_blend([mix["classifier"], mix["ngrams"], mix["bias"]],
-                                 np.stack([blend.to_logit(classifier), blend.to_logit(ngram)], 1))
+                                 np.stack([blend.to_logit(classifier), ngram], 1))
     np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-5)
     assert served[0] > 0.5 > served[1]
     assert not np.allclose(served, classifier)
