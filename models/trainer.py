@@ -13,7 +13,6 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -60,18 +59,15 @@ def _token_ids(example: dict[str, Any]) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def _dataset(files: list[str], spec: dict[str, Any], batch_size: int,
-             shuffle_seed: int | None,
-             select: Callable[[dict[str, Any]], tuple[Any, tf.Tensor]] = _token_ids,
-             ) -> tf.data.Dataset:
-    """(features, label) batches of transformed examples; `select` picks the
-    features.
+             shuffle_seed: int | None) -> tf.data.Dataset:
+    """(token ids, label) batches of transformed examples.
 
     Training batches (shuffled) drop the last partial batch: MirroredStrategy
     splits each batch across replicas, and an uneven split gives the replicas
     embedding gradients of different shapes, which the collective all-reduce
     rejects ("Shape mismatch in the collective instance").
     """
-    ds = _records(files, spec).map(select).cache()
+    ds = _records(files, spec).map(_token_ids).cache()
     if shuffle_seed is not None:
         ds = ds.shuffle(20_000, seed=shuffle_seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size, drop_remainder=shuffle_seed is not None).prefetch(tf.data.AUTOTUNE)
@@ -343,12 +339,15 @@ def _fit_blend(fn_args: FnArgs, job: Job, classifier: keras.Model, valid_ds: tf.
     """Fits NB-LR on train's word-id n-grams (models/ngrams.py), then the
     blend weights on both models' valid logits (the fitted blend, or one
     model alone when it is more accurate: models/blend.choose_blend); writes
-    both parts' and the blend's valid accuracy into the run folder. Every worker of a cluster
-    fits the same model (NumPy and liblinear are deterministic)."""
+    both parts' and the blend's valid accuracy into the run folder. Every
+    worker of a cluster fits the same model (NumPy and liblinear are
+    deterministic)."""
     config, transform = job.train, job.transform
+    order = transform.ngram_order
+    if order is None:  # PipelineConfig fills the model's default
+        raise ValueError("the Trainer's transform config has no ngram_order")
     started = time.monotonic()
     train_reviews, train_labels = _word_id_rows(fn_args.train_files, job.spec)
-    order = transform.ngram_order or 1
     ngram_model = ngrams.fit_ngram_model(
         train_reviews, train_labels, order=order,
         base=text.vocab_total(transform.vocab_size, transform.num_oov_buckets),
