@@ -3,7 +3,7 @@
 
     .venv/bin/python -m bench.train_step_speed --model=minilm [--devices=1,2]
         [--dropouts=0.1] [--loops=custom,fit] [--max_length=128] [--batch_size=32]
-        [--steps=12] [--precision=float32] [--jit_compile=true]
+        [--steps=12] [--precision=float32] [--jit_compile=true] [--repeats=1]
 
 Without a GPU the Trainer runs MirroredStrategy over `--num_cpu_devices`
 logical CPU devices, which share the same cores and thread pools. This
@@ -17,7 +17,10 @@ mask for every activation it touches, which on CPUs costs more than its
 arithmetic suggests. `--loops=custom,fit` also times Keras's own `Model.fit`
 on the same model, data and strategy (XLA as `--jit_compile` says for both):
 the project trains with its own loop (models/training_loop.py says why), and
-this shows what that costs per step.
+this shows what that costs per step. `--repeats=N` runs every setting N
+times, interleaved (each round runs every setting once), and ends with each
+setting's median over the rounds: on a shared VM one run of each can differ
+by 10-20%, more than the loops differ.
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ from pipeline.config import (
     TrainConfig,
     comma_list,
     field_flag_type,
+    int_at_least,
     positive_int_list,
 )
 
-__all__ = ["measure", "main"]
+__all__ = ["measure", "median_step_seconds", "main"]
 
 _WARMUP_STEPS = 2
 #: --dropouts values, each checked against TrainConfig's --dropout range.
@@ -106,6 +110,20 @@ def measure(model_name: str, devices: int, dropout: float, max_length: int, batc
             "first_steps_seconds": ends[_WARMUP_STEPS - 1] - start}
 
 
+def _setting_name(row: dict[str, Any]) -> str:
+    return (f"{row['devices']} logical CPU device(s), dropout {row['dropout']}, "
+            f"{row['loop']} loop")
+
+
+def median_step_seconds(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Each setting's median seconds per step over its rows, settings in the
+    order they first appear."""
+    by_setting: dict[str, list[float]] = {}
+    for row in rows:
+        by_setting.setdefault(_setting_name(row), []).append(row["step_seconds"])
+    return {name: statistics.median(seconds) for name, seconds in by_setting.items()}
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog="python -m bench.train_step_speed",
                            description=__doc__.splitlines()[0])
@@ -121,6 +139,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
     parser.add_argument("--jit_compile", choices=("true", "false"), default="true")
+    parser.add_argument("--repeats", type=int_at_least(1), default=1,
+                        help="rounds; each runs every setting once, in a fresh process")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child run
     args = parser.parse_args(argv)
     if args.steps <= _WARMUP_STEPS + 1:
@@ -136,8 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(measure(args.model, args.devices[0], args.dropouts[0],
                                  *settings[1:], loop=args.loops[0])))
         return 0
+    settings_list = list(itertools.product(args.devices, args.dropouts, args.loops))
     rows = []
-    for devices, dropout, loop in itertools.product(args.devices, args.dropouts, args.loops):
+    for _, (devices, dropout, loop) in itertools.product(range(args.repeats), settings_list):
         child = [sys.executable, "-m", "bench.train_step_speed", "--one",
                  f"--devices={devices}", f"--dropouts={dropout}", f"--loops={loop}",
                  f"--model={args.model}",
@@ -151,13 +172,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         row = rows[-1]
         print(f"{args.model} {args.precision} jit={args.jit_compile} {args.max_length} tokens, "
-              f"{row['devices']} logical CPU device(s), dropout {row['dropout']}, "
-              f"{row['loop']} loop, global batch {row['batch']}: {row['step_seconds']:.3f} "
-              f"s/step, {row['reviews_per_s']:.2f} reviews/s "
-              f"({row['reviews_per_s'] / rows[0]['reviews_per_s']:.2f}x {rows[0]['devices']} "
-              f"device(s), dropout {rows[0]['dropout']}, {rows[0]['loop']} loop); first "
+              f"{_setting_name(row)}, global batch {row['batch']}: "
+              f"{row['step_seconds']:.3f} s/step, {row['reviews_per_s']:.2f} reviews/s "
+              f"({row['reviews_per_s'] / rows[0]['reviews_per_s']:.2f}x "
+              f"{_setting_name(rows[0])}); first "
               f"{_WARMUP_STEPS} steps {row['first_steps_seconds']:.1f} s",
               flush=True)
+    if args.repeats > 1:
+        medians = median_step_seconds(rows)
+        first = next(iter(medians.values()))
+        for name, seconds in medians.items():
+            print(f"median of {args.repeats} rounds, {name}: {seconds:.3f} s/step "
+                  f"({seconds / first:.3f}x the first setting's time)")
     return 0
 
 

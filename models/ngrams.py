@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
-__all__ = ["SMOOTHING", "ngram_keys", "document_pairs", "NgramModel",
+__all__ = ["SMOOTHING", "ngram_keys", "document_pairs", "columns", "NgramModel",
            "fit_ngram_model", "NgramLogit"]
 
 #: The add-one smoothing of the counts (the paper's alpha).
@@ -75,30 +75,52 @@ def ngram_keys(flat_ids: NDArray[np.int64], order: int, base: int,
 
 
 def document_pairs(reviews: Sequence[NDArray[np.int64]], order: int, base: int,
-                   chunk: int = 2048) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """(review index, key) of every distinct n-gram of each review: binarized
-    presence, a word said twice is not twice the evidence. Counted `chunk`
-    reviews at a time, so the temporary arrays stay small (the run's peak
-    memory)."""
-    rows, keys = [], []
+                   chunk: int = 2048) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+    """(review index, key) of every distinct n-gram of each review, ordered
+    by review then key: binarized presence, a word said twice is not twice
+    the evidence.
+
+    The pairs are the Trainer's largest arrays (13M for 22k reviews' 1- to
+    3-grams), so they are written `chunk` reviews at a time into arrays
+    sized for the most pairs the reviews can have: pages past the last pair
+    written are never touched, so they take no memory, and no step holds
+    the pairs twice (as concatenating per-chunk parts would)."""
+    lengths = np.array([len(r) for r in reviews], np.int64)
+    bound = int(sum(np.maximum(lengths - n + 1, 0).sum() for n in range(1, order + 1)))
+    rows, keys = np.empty(bound, np.int32), np.empty(bound, np.int64)
+    written = 0
     for first in range(0, len(reviews), chunk):
         part = reviews[first:first + chunk]
-        lengths = np.array([len(r) + 1 for r in part], np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        flat = np.zeros(int(lengths.sum()), np.int64)
+        sizes = lengths[first:first + chunk] + 1
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        flat = np.zeros(int(sizes.sum()), np.int64)
         for offset, review in zip(offsets, part, strict=True):
             flat[offset:offset + len(review)] = review
         starts, found = ngram_keys(flat, order, base)
-        found_rows = np.searchsorted(offsets, starts, side="right") - 1 + first
+        found_rows = (np.searchsorted(offsets, starts, side="right") - 1 + first).astype(np.int32)
         by_row = np.lexsort((found, found_rows))
         found_rows, found = found_rows[by_row], found[by_row]
         distinct = np.ones(len(found), bool)
         distinct[1:] = (found_rows[1:] != found_rows[:-1]) | (found[1:] != found[:-1])
-        rows.append(found_rows[distinct])
-        keys.append(found[distinct])
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(rows), np.concatenate(keys)
+        count = int(distinct.sum())
+        rows[written:written + count] = found_rows[distinct]
+        keys[written:written + count] = found[distinct]
+        written += count
+    return rows[:written], keys[:written]
+
+
+def columns(vocabulary: NDArray[np.int64], keys: NDArray[np.int64],
+            chunk: int = 1 << 20) -> NDArray[np.int32]:
+    """The index of each key in the ascending `vocabulary`, or -1 where it is
+    not there; looked up `chunk` keys at a time (bounded temporaries)."""
+    out = np.full(len(keys), -1, np.int32)
+    if not len(vocabulary):
+        return out
+    for first in range(0, len(keys), chunk):
+        part = keys[first:first + chunk]
+        at = np.minimum(np.searchsorted(vocabulary, part), len(vocabulary) - 1)
+        out[first:first + chunk] = np.where(vocabulary[at] == part, at, -1)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +138,8 @@ class NgramModel:
     def logits(self, reviews: Sequence[NDArray[np.int64]]) -> NDArray[np.float64]:
         """NB-LR's logit of each review (word ids), in NumPy."""
         rows, keys = document_pairs(reviews, self.order, self.base)
-        column = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        known = self.keys[column] == keys
+        column = columns(self.keys, keys)
+        known = column >= 0
         total = np.bincount(rows[known], weights=self.weights[column[known]].astype(np.float64),
                             minlength=len(reviews))
         out: NDArray[np.float64] = total + self.bias
@@ -145,33 +167,35 @@ def fit_ngram_model(reviews: Sequence[NDArray[np.int64]], labels: NDArray[np.int
     if not set(np.unique(y)) <= {0, 1} or len(y) != len(reviews):
         raise ValueError(f"need one 0/1 label per review; got {len(y)} labels for "
                          f"{len(reviews)} reviews, values {np.unique(y)}")
+    # The arrays below are the run's peak memory: each goes as soon as it is
+    # used, and no step holds two copies of the (review, n-gram) pairs.
     rows, keys = document_pairs(reviews, order, base)  # rows ascending
-    distinct, column, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    del keys  # the largest arrays go as soon as they are used: the run's peak memory
-    positive = np.bincount(column, weights=y[rows], minlength=len(distinct))
+    distinct, counts = np.unique(keys, return_counts=True)
     kept = _vocabulary(distinct, counts, vocab_size, min_count)
     if not len(kept):
         raise ValueError(f"NB-LR: no n-gram is found in {min_count} or more train reviews "
                          "(lower --ngram_min_count)")
-    p = SMOOTHING + positive[kept]
-    q = SMOOTHING + (counts[kept] - positive[kept])
+    vocabulary, document_frequency = distinct[kept], counts[kept]
+    del distinct, counts
+    column = columns(vocabulary, keys)
+    del keys
+    inside = column >= 0
+    rows, column = rows[inside], column[inside]
+    del inside
+    positive = np.bincount(column[(y == 1)[rows]], minlength=len(vocabulary))
+    p = SMOOTHING + positive
+    q = SMOOTHING + (document_frequency - positive)
     ratio = np.log(p / p.sum()) - np.log(q / q.sum())
-    # Column of each (review, n-gram) pair in the kept vocabulary, or -1.
-    index = np.full(len(distinct), -1, np.int32)
-    index[kept] = np.arange(len(kept), dtype=np.int32)
-    pair_column = index[column]
-    del column, index
-    inside = pair_column >= 0
-    rows, pair_column = rows[inside], pair_column[inside]
     # Rows come sorted, so the CSR matrix is built directly (no COO copy).
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(reviews)))])
-    features = sparse.csr_matrix((ratio[pair_column], pair_column, indptr),
-                                 shape=(len(reviews), len(kept)))
-    del rows, pair_column, inside
+    del rows
+    features = sparse.csr_matrix((ratio[column], column, indptr),
+                                 shape=(len(reviews), len(vocabulary)))
+    del column
     regression = LogisticRegression(C=1.0 / (2.0 * l2 * len(y)), solver="liblinear", dual=True,
                                     max_iter=_MAX_ITER, random_state=_SEED)
     regression.fit(features, y)
-    return NgramModel(keys=distinct[kept], weights=(regression.coef_.ravel() * ratio)
+    return NgramModel(keys=vocabulary, weights=(regression.coef_.ravel() * ratio)
                       .astype(np.float32), bias=float(regression.intercept_[0]),
                       order=order, base=base)
 

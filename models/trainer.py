@@ -286,6 +286,9 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
     history into `run_dir` and the SavedModel into `serving_dir`."""
     job = read_job(fn_args)
     train_config, max_length = job.train, job.transform.max_length
+    # NB-LR first: its counting and fit are the Trainer's largest arrays,
+    # freed before the classifier's training grows the process.
+    fitted = _fit_ngrams(fn_args, job) if job.transform.ngram_blend else None
     if TOKENIZERS[train_config.model] == "wordpiece":
         wordpiece.register_ops()  # before the transform graph is loaded for the export
     batch = global_batch(train_config.batch_size, strategy.num_replicas_in_sync)
@@ -306,9 +309,7 @@ def _train_and_export(fn_args: FnArgs, strategy: tf.distribute.Strategy, run_dir
                   curve=_curve(train_config, valid_ds, batch))
     write_history(run_dir, history)
     exported = float32_copy(model, train_config, job.vocab_total, max_length)
-    mixed = None
-    if job.transform.ngram_blend:
-        mixed = _fit_blend(fn_args, job, exported, valid_ds, run_dir)
+    mixed = None if fitted is None else _blend(fn_args, job, fitted, exported, valid_ds, run_dir)
     export_serving_model(exported, job.tft_output, serving_dir, max_length, mixed)
 
 
@@ -334,29 +335,40 @@ def _word_id_rows(files: list[str], spec: dict[str, Any],
     return reviews, np.asarray(labels, np.int64)
 
 
-def _fit_blend(fn_args: FnArgs, job: Job, classifier: keras.Model, valid_ds: tf.data.Dataset,
-               run_dir: str) -> Blend:
-    """Fits NB-LR on train's word-id n-grams (models/ngrams.py), then the
-    blend weights on both models' valid logits (the fitted blend, or one
-    model alone when it is more accurate: models/blend.choose_blend); writes
-    both parts' and the blend's valid accuracy into the run folder. Every
-    worker of a cluster fits the same model (NumPy and liblinear are
-    deterministic)."""
-    config, transform = job.train, job.transform
+@dataclasses.dataclass(frozen=True)
+class _FittedNgrams:
+    model: ngrams.NgramModel
+    train_reviews: int
+    seconds: float
+
+
+def _fit_ngrams(fn_args: FnArgs, job: Job) -> _FittedNgrams:
+    """NB-LR on train's word-id n-grams (models/ngrams.py). Every worker of
+    a cluster fits the same model (NumPy and liblinear are deterministic)."""
+    transform = job.transform
     order = transform.ngram_order
     if order is None:  # PipelineConfig fills the model's default
         raise ValueError("the Trainer's transform config has no ngram_order")
     started = time.monotonic()
     train_reviews, train_labels = _word_id_rows(fn_args.train_files, job.spec)
-    ngram_model = ngrams.fit_ngram_model(
+    model = ngrams.fit_ngram_model(
         train_reviews, train_labels, order=order,
         base=text.vocab_total(transform.vocab_size, transform.num_oov_buckets),
         vocab_size=transform.ngram_vocab_size, min_count=transform.ngram_min_count,
-        l2=config.ngram_l2)
-    fit_seconds = time.monotonic() - started
+        l2=job.train.ngram_l2)
+    seconds = time.monotonic() - started
     logging.info("NB-LR: %d 1- to %d-grams of %d train reviews, fitted in %.1f s",
-                 len(ngram_model.keys), order, len(train_reviews), fit_seconds)
-    p_classifier, labels = _predictions(classifier, valid_ds, bool(config.jit_compile))
+                 len(model.keys), order, len(train_reviews), seconds)
+    return _FittedNgrams(model, len(train_reviews), seconds)
+
+
+def _blend(fn_args: FnArgs, job: Job, fitted: _FittedNgrams, classifier: keras.Model,
+           valid_ds: tf.data.Dataset, run_dir: str) -> Blend:
+    """The blend weights on both models' valid logits (the fitted blend, or
+    one model alone when it is more accurate: models/blend.choose_blend);
+    writes both parts' and the blend's valid accuracy into the run folder."""
+    ngram_model = fitted.model
+    p_classifier, labels = _predictions(classifier, valid_ds, bool(job.train.jit_compile))
     valid_reviews, ngram_labels = _word_id_rows(fn_args.eval_files, job.spec)
     if not np.array_equal(np.ravel(labels), ngram_labels):  # both read valid in file order
         raise RuntimeError("valid examples came in different orders for the two models")
@@ -372,8 +384,8 @@ def _fit_blend(fn_args: FnArgs, job: Job, classifier: keras.Model, valid_ds: tf.
             "ngrams": float(np.mean((ngram_logits > 0) == labels)),
             "blend": choice.accuracies[choice.kept], "fitted_blend": choice.accuracies["blend"]},
         "valid_reviews": int(labels.size),
-        "ngrams": {"order": order, "kept": len(ngram_model.keys),
-                   "train_reviews": len(train_reviews), "fit_seconds": fit_seconds},
+        "ngrams": {"order": ngram_model.order, "kept": len(ngram_model.keys),
+                   "train_reviews": fitted.train_reviews, "fit_seconds": fitted.seconds},
     }
     logging.info("blend on valid: %s", report["valid_accuracy"])
     tf.io.gfile.makedirs(run_dir)

@@ -100,6 +100,22 @@ def test_counting_a_few_reviews_at_a_time_finds_the_same_pairs():
         np.testing.assert_array_equal(keys, whole[1])
 
 
+def test_pairs_are_ordered_by_review_then_key_with_review_indices_as_int32():
+    rows, keys = ngrams.document_pairs([np.array([3, 1]), np.array([], np.int64),
+                                        np.array([2])], order=2, base=10)
+    assert rows.dtype == np.int32 and keys.dtype == np.int64
+    assert list(zip(rows.tolist(), keys.tolist(), strict=True)) == [(0, 1), (0, 3), (0, 31),
+                                                                   (2, 2)]
+
+
+def test_a_key_s_column_is_its_place_in_the_vocabulary_or_minus_one_when_absent():
+    vocabulary = np.array([2, 5, 9], np.int64)
+    keys = np.array([9, 1, 5, 10, 2, 5], np.int64)
+    for chunk in (1, 4, 100):
+        assert ngrams.columns(vocabulary, keys, chunk=chunk).tolist() == [2, -1, 1, -1, 0, 1]
+    assert ngrams.columns(np.zeros(0, np.int64), keys).tolist() == [-1] * 6
+
+
 def _sklearn_nb_lr(reviews: list[str], labels, min_df: int, c: float):
     counts = CountVectorizer(tokenizer=tokenize_py, lowercase=False, token_pattern=None,
                              ngram_range=(1, 3), min_df=min_df)

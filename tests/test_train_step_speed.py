@@ -25,7 +25,18 @@ def test_keras_fit_is_timed_on_the_same_model_and_strategy_for_comparison():
     assert row["step_seconds"] > 0
 
 
-@pytest.mark.parametrize("flag", ["--devices=0,2", "--devices=two", "--steps=3",
+def test_repeated_rounds_are_summarised_by_each_setting_s_median_in_first_seen_order():
+    def row(loop: str, seconds: float) -> dict[str, object]:
+        return {"devices": 2, "dropout": 0.3, "loop": loop, "step_seconds": seconds}
+
+    rows = [row("custom", 0.09), row("fit", 0.08), row("custom", 0.07), row("fit", 0.07),
+            row("custom", 0.08), row("fit", 0.10)]
+    medians = train_step_speed.median_step_seconds(rows)
+    assert list(medians.values()) == [pytest.approx(0.08), pytest.approx(0.08)]
+    assert [name.split(", ")[-1] for name in medians] == ["custom loop", "fit loop"]
+
+
+@pytest.mark.parametrize("flag", ["--devices=0,2", "--devices=two", "--steps=3", "--repeats=0",
                                   "--dropouts=0.1,1", "--dropouts=none", "--loops=custom,keras"])
 def test_a_bad_flag_is_refused_in_one_line_naming_it(flag: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
