@@ -101,11 +101,17 @@ def _tolerance(variant: str, what: str) -> Any:
                        f"default in components/tflite_converter/convert.py", low=0, high=1)
 
 
+def _probe_tolerance(variant: str) -> Any:
+    return field(None, f"{variant} TFLite: largest |p - p_savedmodel| on the short and "
+                       f"degenerate probes (convert.PROBE_TEXTS); unset: the variant's default",
+                 low=0, high=1)
+
+
 @dataclasses.dataclass(frozen=True)
 class CheckConfig(CheckedConfig):
     """How closely each TFLite variant must follow the SavedModel on `valid`
-    reviews. Unset fields keep the variant's own default (convert.VARIANTS,
-    the one place those live)."""
+    reviews and on short and degenerate probes. Unset fields keep the
+    variant's own default (convert.VARIANTS, the one place those live)."""
 
     tflite_check_examples: int = field(256, "valid reviews the TFLite variants are checked on",
                                        low=1, high=100_000)
@@ -119,6 +125,10 @@ class CheckConfig(CheckedConfig):
     float16_min_agreement: float | None = _tolerance("float16", "share of equal decisions")
     int8_max_abs_diff: float | None = _tolerance("int8", "largest |p - p_savedmodel|")
     int8_min_agreement: float | None = _tolerance("int8", "share of equal decisions")
+    float32_probe_max_abs_diff: float | None = _probe_tolerance("float32")
+    dynamic_range_probe_max_abs_diff: float | None = _probe_tolerance("dynamic-range")
+    float16_probe_max_abs_diff: float | None = _probe_tolerance("float16")
+    int8_probe_max_abs_diff: float | None = _probe_tolerance("int8")
 
 
 @dataclasses.dataclass(frozen=True)

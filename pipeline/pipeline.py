@@ -113,11 +113,11 @@ def _or(value: Any, default: Any) -> Any:
 
 
 def tflite_tolerances(config: CheckConfig) -> dict[str, dict[str, float]]:
-    """{variant: {max_abs_diff?, min_agreement?}}: the `<variant>_*` config
+    """{variant: {max_abs_diff?, min_agreement?, probe_max_abs_diff?}}: the `<variant>_*` config
     fields that are set, overriding the variants' defaults."""
     overrides: dict[str, dict[str, float]] = {}
     for variant in VARIANTS:
-        for limit in ("max_abs_diff", "min_agreement"):
+        for limit in ("max_abs_diff", "min_agreement", "probe_max_abs_diff"):
             value = getattr(config, f"{variant.name}_{limit}")
             if value is not None:
                 overrides.setdefault(variant.name, {})[limit] = value

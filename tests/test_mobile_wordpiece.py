@@ -72,9 +72,13 @@ def release(tmp_path_factory):
     loaded = save_token_ids_model(model, temp / "saved_model", MAX_LENGTH)
     reference = loaded.signatures[contract.SIGNATURE_TOKEN_IDS](
         token_ids=tf.constant(_graph_ids(check)))[contract.OUTPUT_KEY].numpy()
+    probe_texts = conv.probe_texts(MAX_LENGTH)
+    probe_ids = _graph_ids(list(probe_texts))
+    probes = conv.Probes(probe_texts, probe_ids, loaded.signatures[contract.SIGNATURE_TOKEN_IDS](
+        token_ids=tf.constant(probe_ids))[contract.OUTPUT_KEY].numpy())
     files, entries = conv.convert_all(loaded, calibration_ids=calibration,
                                       check_ids=_graph_ids(check), reference=reference,
-                                      vocab=VOCAB, tokenizer=conv.WORDPIECE)
+                                      vocab=VOCAB, probes=probes, tokenizer=conv.WORDPIECE)
     side = conv.side_files(VOCAB, MAX_LENGTH, 1, conv.WORDPIECE)
     folder = temp / "tflite" / "1"
     folder.mkdir(parents=True)

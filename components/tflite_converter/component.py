@@ -18,6 +18,7 @@ Transform vocabulary for "words", the encoder's WordPiece vocabulary for
 import dataclasses
 import json
 import posixpath
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -77,6 +78,13 @@ def _token_ids(output: tft.TFTransformOutput, texts: list[bytes]) -> np.ndarray:
     return ids[features.transformed_name(features.TOKEN_IDS)].numpy().astype(np.int32)
 
 
+def _reference(loaded: Any, ids: np.ndarray) -> np.ndarray:
+    """The SavedModel's P(positive) of each row of token ids (its `token_ids`
+    signature: the model the TFLite files are converted from)."""
+    return loaded.signatures[contract.SIGNATURE_TOKEN_IDS](
+        **{contract.INPUT_TOKEN_IDS: tf.constant(ids)})[contract.OUTPUT_KEY].numpy().ravel()
+
+
 def _vocabulary(tokenizer: str, output: tft.TFTransformOutput) -> list[str]:
     """The vocabulary the model's ids index, in id order."""
     if tokenizer == conv.WORDPIECE:
@@ -123,14 +131,16 @@ def TFLiteCheck(
     transform_output = tft.TFTransformOutput(transform_graph.uri)
     ids = _token_ids(transform_output, texts)
     loaded = tf.saved_model.load(path_utils.serving_model_path(model.uri))
-    reference = loaded.signatures[contract.SIGNATURE_TOKEN_IDS](
-        **{contract.INPUT_TOKEN_IDS: tf.constant(ids)})[contract.OUTPUT_KEY].numpy()
+    reference = _reference(loaded, ids)
     vocab = _vocabulary(tokenizer, transform_output)
     max_length = int(ids.shape[1])
+    probe_texts = conv.probe_texts(max_length)
+    probe_ids = _token_ids(transform_output, [t.encode() for t in probe_texts])
+    probes = conv.Probes(probe_texts, probe_ids, _reference(loaded, probe_ids))
     try:
         files, entries = conv.convert_all(
             loaded, calibration_ids=_token_ids(transform_output, calibration_texts),
-            check_ids=ids, reference=reference, vocab=vocab, labels=labels,
+            check_ids=ids, reference=reference, vocab=vocab, probes=probes, labels=labels,
             variants=variants_with(json.loads(tolerances), bool(int8)), tokenizer=tokenizer)
     except conv.DisagreementError as err:
         logging.warning("TFLiteCheck: FAILED: %s", err)
