@@ -155,6 +155,8 @@ def test_tflite_files_agree_with_the_saved_model(runs):
     assert manifest["variants"]["float32"]["max_abs_diff"] <= 1e-4
     for entry in manifest["variants"].values():
         assert entry["label_agreement"] >= entry["tolerance"]["min_agreement"]
+        assert entry["probes"]["max_abs_diff"] <= entry["tolerance"]["probe_max_abs_diff"]
+        assert entry["probes"]["examples"] > 10
     spec = json.loads((folder / "tokenizer.json").read_text())
     vocab = {w: i for i, w in enumerate((folder / "vocab.txt").read_text().splitlines())}
     ids = np.array([text.lookup_ids(text.tokenize_py(r.decode()), vocab, spec["max_length"])
