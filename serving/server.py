@@ -119,6 +119,9 @@ class ServerOptions:
     #: TF's thread pools for model calls (0: TF's default, one thread per core).
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    #: Predict answers numbers packed in tensor_content, not in the typed
+    #: *_val fields (TF Serving's --enable_serialization_as_tensor_content).
+    tensor_content: bool = False
 
 
 def _read(path: str) -> str:
@@ -173,6 +176,9 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
         help="threads one model op may use (0: one per core)")
     add("--tensorflow_inter_op_parallelism", type=int_at_least(0), default=0, metavar="N",
         help="model ops that may run at once (0: one per core)")
+    add("--enable_serialization_as_tensor_content", type=_bool, nargs="?", const=True,
+        default=False, help="Predict answers numbers packed in tensor_content instead of "
+                            "the typed *_val fields (as TF Serving)")
     args = parser.parse_args(argv)
     config_text = ""
     if args.model_config_file:
@@ -196,7 +202,8 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
                          args.max_request_bytes, ssl, metrics_path, args.model_config_file,
                          config_text, args.model_config_file_poll_wait_seconds,
                          args.tensorflow_intra_op_parallelism,
-                         args.tensorflow_inter_op_parallelism)
+                         args.tensorflow_inter_op_parallelism,
+                         args.enable_serialization_as_tensor_content)
 
 
 # ---------------------------------------------------------------- shared logic
@@ -343,10 +350,11 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
     without a batcher, and config reloads, run on `pool`."""
 
     def __init__(self, manager: ModelManager, metrics: Registry,
-                 pool: futures.Executor) -> None:
+                 pool: futures.Executor, tensor_content: bool = False) -> None:
         self._manager = manager
         self._metrics = metrics
         self._pool = pool
+        self._tensor_content = tensor_content
 
     async def _call(self, api: str, model: str, context: grpc.aio.ServicerContext,
                     body: Callable[[], Awaitable[Any]]) -> Any:
@@ -385,7 +393,7 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
                                        tuple(request.output_filter))
             response = predict_pb2.PredictResponse(model_spec=_answer_spec(servable, key))
             for name, value in outputs.items():
-                response.outputs[name].CopyFrom(to_proto(value))
+                response.outputs[name].CopyFrom(to_proto(value, self._tensor_content))
             return response
         return await self._call("predict", request.model_spec.name, context, body)
 
@@ -466,6 +474,20 @@ def _message_json(message: Any) -> web.Response:
     return web.Response(text=text, content_type="application/json")
 
 
+def _metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse
+                   ) -> dict[str, Any]:
+    """REST metadata as TF Serving writes it (http_rest_api_util.cc): the
+    model spec and the unpacked SignatureDefMap, without the Any's "@type"."""
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+
+    def as_dict(message: Any) -> dict[str, Any]:
+        return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)
+    return {"model_spec": as_dict(response.model_spec),
+            "metadata": {"signature_def": as_dict(signatures)}}
+
+
 class _Rest:
     """The REST API on aiohttp, on the gRPC front end's event loop. Model
     calls go the same way (`_run_model`): onto the batcher, else onto a
@@ -541,7 +563,7 @@ class _Rest:
             return _message_json(_status_response(self._manager, name, version, label))
         servable = self._manager.get(name, version, label)
         if api == "metadata":
-            return _message_json(_metadata_response(servable))
+            return web.json_response(_metadata_json(_metadata_response(servable)))
         raw = await request.read()
         try:
             body = json.loads(raw.decode("utf-8"))
@@ -566,9 +588,11 @@ class _Rest:
         serialized = [_json_example({**context, **e}) for e in examples]
         _, scores = await _scores(servable, self._pool, body.get("signature_name", ""),
                                   serialized)
+        # "results", as TF Serving answers (util/json_tensor.cc); its REST
+        # guide's examples say "result".
         if api == "classify":
-            return {"result": [[list(c) for c in _classes(float(p))] for p in scores]}
-        return {"result": [float(p) for p in scores]}
+            return {"results": [[list(c) for c in _classes(float(p))] for p in scores]}
+        return {"results": [float(p) for p in scores]}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -644,7 +668,7 @@ class ModelServer:
             maximum_concurrent_rpcs=self.options.max_concurrent_requests,
             options=[("grpc.max_receive_message_length", limit),
                      ("grpc.max_send_message_length", limit), ("grpc.so_reuseport", 0)])
-        servicer = _Grpc(self.manager, self.metrics, self._pool)
+        servicer = _Grpc(self.manager, self.metrics, self._pool, self.options.tensor_content)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, self._grpc)
         address = f"{self.options.host}:{self.options.port}"

@@ -46,14 +46,39 @@ def to_array(proto: tensor_pb2.TensorProto) -> np.ndarray:
         raise ServingError("INVALID_ARGUMENT", f"malformed tensor: {error}") from None
 
 
-def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """An answer tensor; numeric ones as packed bytes like TF Serving sends them."""
-    if array.dtype == np.float32:
-        shape = tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in array.shape])
-        return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape,
-                                      tensor_content=np.ascontiguousarray(array).tobytes())
-    return tf.make_tensor_proto(array)
+#: The typed field TF Serving's Tensor::AsProtoField fills for each dtype.
+_TYPED_FIELDS: dict[np.dtype, tuple[int, str]] = {
+    np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
+    np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
+    np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
+    np.dtype(np.int16): (types_pb2.DT_INT16, "int_val"),
+    np.dtype(np.int8): (types_pb2.DT_INT8, "int_val"),
+    np.dtype(np.uint8): (types_pb2.DT_UINT8, "int_val"),
+    np.dtype(np.uint16): (types_pb2.DT_UINT16, "int_val"),
+    np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
+    np.dtype(np.uint32): (types_pb2.DT_UINT32, "uint32_val"),
+    np.dtype(np.uint64): (types_pb2.DT_UINT64, "uint64_val"),
+    np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
+}
+
+
+def to_proto(array: np.ndarray, tensor_content: bool = False) -> tf.TensorProto:
+    """An answer tensor as TF Serving writes it: every value in the dtype's
+    typed field (`float_val`, `int64_val`, `string_val`...), which is what
+    clients that read `.float_val` expect; with `tensor_content` (its
+    --enable_serialization_as_tensor_content) numbers go packed in
+    `tensor_content` instead. Other dtypes (half, complex) as TensorFlow
+    writes them."""
+    array = np.asarray(array)
+    typed = _TYPED_FIELDS.get(array.dtype)
+    if typed is None or tensor_content:
+        return tf.make_tensor_proto(array)  # numbers packed in tensor_content
+    dtype, field_name = typed
+    shape = tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in array.shape])
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape)
+    getattr(proto, field_name).extend(array.ravel().tolist())
+    return proto
 
 
 def check_inputs(signature: str, specs: Mapping[str, TensorSpec],

@@ -145,6 +145,53 @@ def test_metadata_lists_the_three_signatures_with_their_io_keys(server: RunningS
         assert list(text["inputs"]) == [INPUT_TEXT] and list(text["outputs"]) == [OUTPUT_KEY]
         assert text["inputs"][INPUT_TEXT]["dtype"] == "DT_STRING"
         assert metadata["model_spec"]["version"] == "2"
+    rest = requests.get(f"{server.rest_url}/v1/models/imdb/metadata", timeout=10).json()
+    assert list(rest) == ["model_spec", "metadata"]
+    assert list(rest["metadata"]["signature_def"]) == ["signature_def"]  # no Any "@type"
+
+
+def test_predict_answers_in_the_typed_fields_as_tf_serving_does(
+        stub: prediction_service_pb2_grpc.PredictionServiceStub) -> None:
+    """Clients read `.float_val`: TF Serving packs tensor_content only under
+    --enable_serialization_as_tensor_content."""
+    response = stub.Predict(_text_request(texts=(POSITIVE.encode(), NEGATIVE.encode())),
+                            timeout=10)
+    output = response.outputs[OUTPUT_KEY]
+    assert output.dtype == types_pb2.DT_FLOAT and output.tensor_content == b""
+    assert [d.size for d in output.tensor_shape.dim] == [2]
+    assert output.float_val[0] > 0.9 and output.float_val[1] < 0.1
+
+
+@pytest.mark.parametrize(("values", "field"), [
+    (np.array([[0.5], [0.25]], np.float32), "float_val"),
+    (np.array([1.5, 2.5]), "double_val"),
+    (np.array([1, 2], np.int32), "int_val"),
+    (np.array([[3], [4]], np.int64), "int64_val"),
+    (np.array([True, False]), "bool_val"),
+    (np.array([b"a", b"b"], dtype=object), "string_val"),
+])
+def test_answer_tensors_fill_the_dtype_s_field_or_pack_on_request(values, field) -> None:
+    import tensorflow as tf
+
+    from serving.tensors import to_proto
+
+    typed = to_proto(values)
+    assert len(getattr(typed, field)) == values.size and typed.tensor_content == b""
+    packed = to_proto(values, tensor_content=True)
+    for proto in (typed, packed):
+        np.testing.assert_array_equal(tf.make_ndarray(proto), values)
+    if field not in ("bool_val", "string_val"):
+        assert packed.tensor_content and not getattr(packed, field)
+
+
+def test_the_tensor_content_flag_is_tf_serving_s(tmp_path: Path) -> None:
+    from serving.server import parse_flags
+
+    base = [f"--model_base_path={tmp_path}"]
+    assert parse_flags(base).tensor_content is False
+    assert parse_flags([*base, "--enable_serialization_as_tensor_content"]).tensor_content
+    assert parse_flags([*base, "--enable_serialization_as_tensor_content=false"]
+                       ).tensor_content is False
 
 
 def test_classify_and_regress_score_examples_with_the_label_names(
@@ -168,10 +215,12 @@ def test_classify_and_regress_score_examples_with_the_label_names(
     assert value == pytest.approx(result[0].classes[1].score, abs=1e-6)
     body = {"examples": [{TEXT: POSITIVE}]}
     classified = requests.post(f"{server.rest_url}/v1/models/imdb:classify", json=body).json()
-    assert classified["result"][0][1][0] == LABELS[1]
-    assert classified["result"][0][1][1] == pytest.approx(value, abs=1e-6)
+    assert list(classified) == ["results"]  # TF Serving's key (its REST guide says "result")
+    assert classified["results"][0][1][0] == LABELS[1]
+    assert classified["results"][0][1][1] == pytest.approx(value, abs=1e-6)
     regressed = requests.post(f"{server.rest_url}/v1/models/imdb:regress", json=body).json()
-    assert regressed["result"][0] == pytest.approx(value, abs=1e-6)
+    assert list(regressed) == ["results"]
+    assert regressed["results"][0] == pytest.approx(value, abs=1e-6)
 
 
 def test_rest_accepts_row_columnar_and_b64_formats(server: RunningServer) -> None:
