@@ -7,8 +7,8 @@ ModelService on the official protos, the REST API, Prometheus metrics.
         [--enable_batching \
         --batching_parameters_file=F] [--ssl_config_file=F] [--monitoring_config_file=F]
 
-The flags are `tensorflow_model_server`'s, so scripts, infra validation and
-clients work with either. Unlike TF Serving it binds 127.0.0.1 unless
+The flags are `tensorflow_model_server`'s (serving/flags.py), so scripts,
+infra validation and clients work with either. Unlike TF Serving it binds 127.0.0.1 unless
 `--host` says otherwise. It imports TensorFlow (saved_model.load and the
 signatures) and nothing from TFX or Keras: its cold start is the TF import
 plus the model load. SIGTERM stops intake, lets in-flight requests finish,
@@ -17,18 +17,15 @@ then exits 0.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
-import math
 import signal
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent import futures
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -49,18 +46,15 @@ from tensorflow_serving.apis import (
 )
 
 from models.contract import LABELS
-from pipeline.config import int_at_least
-from serving import protos, rest_json
-from serving.batching import BatchingOptions
+from serving import rest_json
 from serving.config_poll import ConfigFilePoller
 from serving.errors import GRPC_CODE_NAMES, ServingError
+from serving.flags import ServerOptions, parse_flags
 from serving.manager import (
-    ModelConfig,
     ModelManager,
     Servable,
     filtered,
     model_configs,
-    parse_model_server_config,
 )
 from serving.metrics import Registry
 from serving.tensors import dtype_name, to_array, to_proto
@@ -68,142 +62,6 @@ from serving.tensors import dtype_name, to_array, to_proto
 __all__ = ["ServerOptions", "ModelServer", "parse_flags", "main"]
 
 log = logging.getLogger("serving")
-DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
-
-
-def _bool(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes"):
-        return True
-    if value.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {value}")
-
-
-def _seconds(value: str) -> float:
-    """A wait in seconds, >= 0: a negative or infinite wait has no meaning,
-    so it is refused at start rather than turned into 'never'."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, "
-                                         f"got {value!r}")
-    return seconds
-
-
-_port = int_at_least(0, 65535)
-_positive = int_at_least(1)
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """Everything a server needs, parsed once from the command line."""
-
-    models: tuple[ModelConfig, ...]
-    host: str = "127.0.0.1"
-    port: int = 8500
-    rest_api_port: int = 0
-    poll_wait_s: float = 1.0
-    batching: BatchingOptions | None = None
-    grpc_max_threads: int = 16
-    rest_api_num_threads: int = 8
-    max_concurrent_requests: int = 256
-    max_request_bytes: int = 64 * 1024 * 1024
-    ssl: Any = None  # protos.SSLConfig
-    metrics_path: str = DEFAULT_METRICS_PATH
-    model_config_file: str = ""
-    #: The content `models` came from: the config poller applies only a change.
-    model_config_text: str = ""
-    config_poll_wait_s: float = 0.0
-    #: TF's thread pools for model calls (0: TF's default, one thread per core).
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
-    #: Predict answers numbers packed in tensor_content, not in the typed
-    #: *_val fields (TF Serving's --enable_serialization_as_tensor_content).
-    tensor_content: bool = False
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
-
-
-def _batching(path: str) -> BatchingOptions:
-    params = protos.parse_text(_read(path), protos.BatchingParameters) if path else None
-    defaults = BatchingOptions()
-    if params is None:
-        return defaults
-
-    def get(name: str, default: float) -> float:
-        return float(getattr(params, name).value) if params.HasField(name) else default
-    return BatchingOptions(
-        max_batch_size=int(get("max_batch_size", defaults.max_batch_size)),
-        batch_timeout_s=get("batch_timeout_micros", defaults.batch_timeout_s * 1e6) / 1e6,
-        max_enqueued_batches=int(get("max_enqueued_batches", defaults.max_enqueued_batches)),
-        num_batch_threads=int(get("num_batch_threads", defaults.num_batch_threads)))
-
-
-def parse_flags(argv: Sequence[str]) -> ServerOptions:
-    """ServerOptions from tensorflow_model_server's flags (plus --host)."""
-    parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = parser.add_argument
-    add("--port", type=_port, default=8500, help="gRPC port (0: any free port)")
-    add("--rest_api_port", type=_port, default=0, help="REST port (0: no REST API)")
-    add("--host", default="127.0.0.1", help="address to bind (TF Serving: all interfaces)")
-    add("--model_name", default="default")
-    add("--model_base_path", default="")
-    add("--model_config_file", default="", help="text-format ModelServerConfig")
-    add("--file_system_poll_wait_seconds", type=_seconds, default=1.0, metavar="N",
-        help="look for new versions every N seconds; 0: only at start (TF Serving's "
-             "negative, 'wait forever for a first model', is for its own tests and refused)")
-    add("--model_config_file_poll_wait_seconds", type=_seconds, default=0.0, metavar="N",
-        help="with --model_config_file: re-read that file every N seconds and, when "
-             "its content changed, switch to its models all or nothing (a file that "
-             "cannot be read, parsed or applied is logged and the previous models keep "
-             "serving); 0: read it once at start")
-    add("--enable_batching", type=_bool, nargs="?", const=True, default=False)
-    add("--batching_parameters_file", default="")
-    add("--ssl_config_file", default="", help="text-format SSLConfig (gRPC)")
-    add("--monitoring_config_file", default="", help="text-format MonitoringConfig")
-    add("--grpc_max_threads", type=_positive, default=16)
-    add("--rest_api_num_threads", type=_positive, default=8)
-    add("--max_concurrent_requests", type=_positive, default=256,
-        help="in-flight requests per API beyond which RESOURCE_EXHAUSTED is answered")
-    add("--max_request_bytes", type=_positive, default=64 * 1024 * 1024)
-    add("--tensorflow_intra_op_parallelism", type=int_at_least(0), default=0, metavar="N",
-        help="threads one model op may use (0: one per core)")
-    add("--tensorflow_inter_op_parallelism", type=int_at_least(0), default=0, metavar="N",
-        help="model ops that may run at once (0: one per core)")
-    add("--enable_serialization_as_tensor_content", type=_bool, nargs="?", const=True,
-        default=False, help="Predict answers numbers packed in tensor_content instead of "
-                            "the typed *_val fields (as TF Serving)")
-    args = parser.parse_args(argv)
-    config_text = ""
-    if args.model_config_file:
-        config_text = _read(args.model_config_file)
-        models = parse_model_server_config(config_text)
-    elif args.model_base_path:
-        models = [ModelConfig(args.model_name, args.model_base_path)]
-    else:
-        parser.error("give --model_base_path (and --model_name) or --model_config_file")
-    ssl = (protos.parse_text(_read(args.ssl_config_file), protos.SSLConfig)
-           if args.ssl_config_file else None)
-    metrics_path = DEFAULT_METRICS_PATH
-    if args.monitoring_config_file:
-        monitoring = protos.parse_text(_read(args.monitoring_config_file),
-                                       protos.MonitoringConfig)
-        metrics_path = monitoring.prometheus_config.path or DEFAULT_METRICS_PATH
-    batching = (_batching(args.batching_parameters_file) if args.enable_batching else None)
-    return ServerOptions(tuple(models), args.host, args.port, args.rest_api_port,
-                         args.file_system_poll_wait_seconds, batching, args.grpc_max_threads,
-                         args.rest_api_num_threads, args.max_concurrent_requests,
-                         args.max_request_bytes, ssl, metrics_path, args.model_config_file,
-                         config_text, args.model_config_file_poll_wait_seconds,
-                         args.tensorflow_intra_op_parallelism,
-                         args.tensorflow_inter_op_parallelism,
-                         args.enable_serialization_as_tensor_content)
 
 
 # ---------------------------------------------------------------- shared logic
@@ -667,7 +525,8 @@ class ModelServer:
         self._grpc = grpc.aio.server(
             maximum_concurrent_rpcs=self.options.max_concurrent_requests,
             options=[("grpc.max_receive_message_length", limit),
-                     ("grpc.max_send_message_length", limit), ("grpc.so_reuseport", 0)])
+                     ("grpc.max_send_message_length", limit), ("grpc.so_reuseport", 0),
+                     *self.options.grpc_channel_arguments])
         servicer = _Grpc(self.manager, self.metrics, self._pool, self.options.tensor_content)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, self._grpc)
@@ -681,6 +540,8 @@ class ModelServer:
             self.grpc_port = self._grpc.add_secure_port(address, credentials)
         else:
             self.grpc_port = self._grpc.add_insecure_port(address)
+        if self.options.grpc_socket_path:  # local clients, without TLS (as TF Serving)
+            self._grpc.add_insecure_port(f"unix:{self.options.grpc_socket_path}")
         await self._grpc.start()
 
     async def _open_rest(self) -> None:

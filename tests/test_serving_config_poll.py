@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from serving.client import ServingError
+from serving.flags import parse_flags
 from serving.process import RunningServer, running_server
-from serving.server import ModelServer, parse_flags
+from serving.server import ModelServer
 from tests.serving_fixtures import build_versions
 
 POSITIVE = "A great film, I love it!"

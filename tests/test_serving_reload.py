@@ -21,10 +21,10 @@ import pytest
 import requests
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
-from serving import errors, protos
+from serving import protos
 from serving.client import ServingError
+from serving.flags import parse_flags
 from serving.process import RunningServer, running_server
-from serving.server import parse_flags
 from tests.serving_fixtures import build_versions, requests_in_flight
 
 POSITIVE = "A great film, I love it!"
@@ -247,15 +247,20 @@ def test_requests_in_flight_across_reloads_all_succeed(
     assert {1, 2} <= set(results) <= {1, 2}
 
 
-def test_models_config_at_start_is_checked_by_the_same_rules(tmp_path: Path) -> None:
+def test_models_config_at_start_is_checked_by_the_same_rules(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--model_config_file is parsed by the code that parses reloads: a
     duplicated model name or an unsupported field stops the server at start
-    with the same message, instead of being silently dropped."""
+    with the same message, in one line naming the file, instead of being
+    silently dropped."""
     config = tmp_path / "models.config"
     cases = [([_model("imdb", tmp_path), _model("imdb", tmp_path)], "imdb multiple times"),
              ([_model("imdb", tmp_path, "logging_config { }")], "logging_config")]
     for entries, needle in cases:
         config.write_text(protos.to_text(_config(*entries)))
-        with pytest.raises(errors.ServingError) as caught:
+        with pytest.raises(SystemExit) as caught:
             parse_flags([f"--model_config_file={config}"])
-        assert needle in caught.value.message
+        assert caught.value.code == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"python -m serving.server: error: --model_config_file={config}: ")
+        assert needle in line

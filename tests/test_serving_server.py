@@ -54,8 +54,13 @@ model_config_list {{
            version_labels {{ key: "canary" value: 2 }} }}
   config {{ name: "other" base_path: "{root / 'other'}" model_platform: "tensorflow" }}
 }}""")
+    # tensorflow_model_server flags a deployment may pass: the Unix socket
+    # and channel arguments apply, --num_load_threads is accepted with a warning.
     with running_server([f"--model_config_file={config}", "--enable_batching",
-                         f"--max_request_bytes={MAX_REQUEST}"],
+                         f"--max_request_bytes={MAX_REQUEST}",
+                         f"--grpc_socket_path={root / 'grpc.sock'}",
+                         "--grpc_channel_arguments=grpc.max_connection_age_ms=600000",
+                         "--num_load_threads=2"],
                         root / "server.log", wait_for="imdb") as running:
         running.rest("other", retries=0)
         yield running
@@ -184,8 +189,23 @@ def test_answer_tensors_fill_the_dtype_s_field_or_pack_on_request(values, field)
         assert packed.tensor_content and not getattr(packed, field)
 
 
+def test_grpc_also_answers_on_the_unix_socket_of_grpc_socket_path(
+        server: RunningServer) -> None:
+    socket = server.log.parent / "grpc.sock"
+    with grpc.insecure_channel(f"unix:{socket}") as channel:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            _text_request(texts=(POSITIVE.encode(),)), timeout=10)
+    assert response.outputs[OUTPUT_KEY].float_val[0] > 0.9
+
+
+def test_a_tf_serving_flag_with_no_effect_here_is_accepted_with_one_warning(
+        server: RunningServer) -> None:
+    warnings = [line for line in server.log_text().splitlines() if "num_load_threads" in line]
+    assert len(warnings) == 1 and "has no effect in this server: " in warnings[0]
+
+
 def test_the_tensor_content_flag_is_tf_serving_s(tmp_path: Path) -> None:
-    from serving.server import parse_flags
+    from serving.flags import parse_flags
 
     base = [f"--model_base_path={tmp_path}"]
     assert parse_flags(base).tensor_content is False
