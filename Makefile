@@ -43,6 +43,8 @@ REST_PORT ?= 8501
 .PHONY: serve deploy-config
 
 serve:  ## TF-Serving-compatible server on the latest run's released model (127.0.0.1)
+	$(if $(wildcard $(abspath $(OUTPUT))/serving/$(MODEL_NAME)),,$(error make serve: no \
+	released model in $(abspath $(OUTPUT))/serving/$(MODEL_NAME): run 'make run' first, or set OUTPUT))
 	$(PY) -m serving.server --model_base_path=$(abspath $(OUTPUT))/serving/$(MODEL_NAME) \
 		--model_name=$(MODEL_NAME) --port=$(GRPC_PORT) --rest_api_port=$(REST_PORT) --enable_batching
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from serving.batching import BatchingOptions
 from serving.errors import ServingError
 from serving.manager import ModelConfig, parse_model_server_config
 
-__all__ = ["ServerOptions", "parse_flags", "NO_EFFECT", "DEFAULT_METRICS_PATH", "PROG"]
+__all__ = ["ServerOptions", "parse_flags", "check_ports_free", "refuse", "NO_EFFECT",
+           "DEFAULT_METRICS_PATH", "PROG"]
 
 log = logging.getLogger("serving")
 PROG = "python -m serving.server"
@@ -149,10 +151,11 @@ def _read(flag: str, path: str) -> str:
         with open(path, encoding="utf-8") as handle:
             return handle.read()
     except (OSError, UnicodeDecodeError) as error:
-        _refuse(f"--{flag}={path}: cannot be read: {getattr(error, 'strerror', None) or error}")
+        refuse(f"--{flag}={path}: cannot be read: {getattr(error, 'strerror', None) or error}")
 
 
-def _refuse(message: str) -> NoReturn:
+def refuse(message: str) -> NoReturn:
+    """Stops the server at start: one line on stderr, exit status 2."""
     print(f"{PROG}: error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
@@ -163,7 +166,7 @@ def _parse_file(flag: str, path: str, message_class: Any) -> Any:
     try:
         return protos.parse_text(_read(flag, path), message_class)
     except text_format.ParseError as error:
-        _refuse(f"--{flag}={path}: not a text-format {message_class.DESCRIPTOR.name}: {error}")
+        refuse(f"--{flag}={path}: not a text-format {message_class.DESCRIPTOR.name}: {error}")
 
 
 def _batching(path: str) -> BatchingOptions:
@@ -192,9 +195,9 @@ def _models(args: argparse.Namespace, parser: argparse.ArgumentParser,
     try:
         return parse_model_server_config(text), text
     except text_format.ParseError as error:
-        _refuse(f"--model_config_file={path}: not a text-format ModelServerConfig: {error}")
+        refuse(f"--model_config_file={path}: not a text-format ModelServerConfig: {error}")
     except ServingError as error:
-        _refuse(f"--model_config_file={path}: {error.message}")
+        refuse(f"--model_config_file={path}: {error.message}")
 
 
 def _add_flags(parser: argparse.ArgumentParser) -> None:
@@ -267,3 +270,21 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
                          args.tensorflow_inter_op_parallelism,
                          args.enable_serialization_as_tensor_content,
                          args.grpc_socket_path, args.grpc_channel_arguments)
+
+
+def check_ports_free(options: ServerOptions) -> None:
+    """Refuses, in one line naming the flag, a port another process holds,
+    before any model loads (a bind error would otherwise come after a load
+    of many seconds). A check, not a reservation: the ports are bound again
+    when the server opens them."""
+    for flag, port in (("port", options.port), ("rest_api_port", options.rest_api_port)):
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET) as probe:
+            # As the server binds: a port left in TIME_WAIT by a previous run is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((options.host, port))
+            except OSError as error:
+                refuse(f"--{flag}={port}: {options.host}:{port} cannot be bound "
+                       f"({error.strerror or error}): another process may be using it")

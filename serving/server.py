@@ -49,7 +49,7 @@ from models.contract import LABELS
 from serving import rest_json
 from serving.config_poll import ConfigFilePoller
 from serving.errors import GRPC_CODE_NAMES, ServingError
-from serving.flags import ServerOptions, parse_flags
+from serving.flags import ServerOptions, check_ports_free, parse_flags
 from serving.manager import (
     ModelManager,
     Servable,
@@ -585,6 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     options = parse_flags(sys.argv[1:] if argv is None else argv)
+    check_ports_free(options)
     # Before the first model loads: TF fixes its thread pools on first use.
     tf.config.threading.set_intra_op_parallelism_threads(options.intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(options.inter_op_threads)

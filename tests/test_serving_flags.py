@@ -5,12 +5,16 @@ bad value or config file is one line naming it."""
 from __future__ import annotations
 
 import logging
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from serving import flags
 from serving.flags import NO_EFFECT, parse_flags
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
@@ -84,3 +88,30 @@ def test_version_prints_one_line_and_exits_zero(capsys: pytest.CaptureFixture[st
         parse_flags(["--version"])
     assert caught.value.code == 0
     assert capsys.readouterr().out.strip() == flags.VERSION
+
+
+def test_a_port_another_process_holds_is_refused_in_one_line_before_any_model_loads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from serving import server
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        # main() stops before it loads: the base path holds no model at all.
+        for flag in ("--port", "--rest_api_port"):
+            with pytest.raises(SystemExit) as caught:
+                server.main([f"--model_base_path={tmp_path / 'nothing'}", f"{flag}={port}",
+                             *([] if flag == "--port" else ["--port=0"])])
+            assert caught.value.code == 2
+            [line] = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+            assert line.startswith(f"{flags.PROG}: error: {flag}={port}: 127.0.0.1:{port} "
+                                   "cannot be bound")
+
+
+def test_make_serve_without_a_released_model_says_so_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(["make", "--no-print-directory", "serve", f"OUTPUT={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    [line] = done.stderr.splitlines()
+    assert f"no released model in {tmp_path}/serving/" in line and "make run" in line
