@@ -20,7 +20,7 @@ import base64
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -311,12 +311,43 @@ class RestClient:
         return list(self._call("GET", self.url())["model_version_status"])
 
 
-def _texts(args: argparse.Namespace) -> Iterable[str]:
+class _InputError(Exception):
+    """Reviews the CLI cannot send: one line, exit status 2."""
+
+
+def _decoded_lines(raw: bytes, source: str) -> list[str]:
+    """The non-blank lines of `raw`, which must be UTF-8 (reviews are sent
+    as UTF-8 text; the server refuses anything else)."""
+    lines = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _InputError(f"{source}: line {number} is not UTF-8 (byte "
+                              f"0x{line[error.start]:02x} at column {error.start + 1})") from None
+        if text.strip():
+            lines.append(text)
+    return lines
+
+
+def _texts(args: argparse.Namespace) -> list[str]:
+    """The reviews: the arguments, else --file's lines, else stdin's."""
     if args.texts:
-        return args.texts
-    source = sys.stdin if args.file in ("", "-") else open(args.file, encoding="utf-8")  # noqa: SIM115
-    with source:
-        return [line.rstrip("\n") for line in source if line.strip()]
+        for number, text in enumerate(args.texts, start=1):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # argv bytes Python could not decode
+                raise _InputError(f"review argument {number} is not UTF-8") from None
+        return list(args.texts)
+    if args.file in ("", "-"):
+        return _decoded_lines(sys.stdin.buffer.read(), "stdin")
+    try:
+        with open(args.file, "rb") as handle:
+            raw = handle.read()
+    except OSError as error:
+        raise _InputError(f"--file={args.file}: cannot be read: "
+                          f"{error.strerror or error}") from None
+    return _decoded_lines(raw, f"--file={args.file}")
 
 
 def _read_bytes(path: str) -> bytes | None:
@@ -357,6 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         private_key=_read_bytes(args.ssl_client_key),
         certificate_chain=_read_bytes(args.ssl_client_cert),
         server_name_override=args.ssl_target_name)
+    try:
+        texts = [] if args.status or args.metadata else _texts(args)
+    except _InputError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     client: GrpcClient | RestClient = RestClient(options) if args.rest else GrpcClient(options)
     try:
         if args.status:
@@ -365,7 +401,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.metadata:
             print(json.dumps(client.metadata()))
             return 0
-        texts = list(_texts(args))
         for text, probability in zip(texts, client.predict(texts, args.signature), strict=True):
             print(json.dumps({"text": text, OUTPUT_KEY: probability,
                               "label": label_of(probability)}))

@@ -381,6 +381,32 @@ def test_client_cli_prints_json_lines_from_args_file_and_status(
     assert json.loads(capsys.readouterr().err)["code"] == "NOT_FOUND"
 
 
+@pytest.mark.parametrize(("source", "says"), [
+    ("file", "--file={path}: line 2 is not UTF-8 (byte 0xff at column 5)"),
+    ("stdin", "stdin: line 2 is not UTF-8 (byte 0xff at column 5)"),
+    ("argv", "review argument 2 is not UTF-8"),
+    ("missing", "--file={path}.absent: cannot be read: No such file or directory"),
+])
+def test_client_input_that_is_not_utf8_or_missing_is_one_line_before_any_call(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        source: str, says: str) -> None:
+    """Nothing is sent (no server listens on the port given)."""
+    import io
+    import os
+    import sys
+
+    raw = b"fine review\nbad \xff review\n"
+    path = tmp_path / "reviews.txt"
+    path.write_bytes(raw)
+    target = ["--server=127.0.0.1:9", "--retries=0"]
+    argv = {"file": [f"--file={path}"], "stdin": [], "missing": [f"--file={path}.absent"],
+            "argv": ["fine review", os.fsdecode(b"bad \xff review")]}[source]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    assert client_cli.main([*target, *argv]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == f"python -m serving.client: error: {says.format(path=path)}"
+
+
 def test_client_retries_unavailable_then_reports_it() -> None:
     """Against a port nobody listens on, the client retries with backoff and
     then raises UNAVAILABLE, within its bounded time."""
