@@ -381,6 +381,26 @@ def test_client_cli_prints_json_lines_from_args_file_and_status(
     assert json.loads(capsys.readouterr().err)["code"] == "NOT_FOUND"
 
 
+def test_the_client_program_answers_without_importing_tensorflow_or_keras(
+        server: RunningServer) -> None:
+    """A one-shot call loads only the generated protos (see
+    serving.client._protos_without_tensorflow), not TensorFlow's Python API."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "serving.client", "--model_name=imdb",
+         f"--server=127.0.0.1:{server.grpc_port}", POSITIVE],
+        capture_output=True, text=True, timeout=120, check=False, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout)
+    assert answer["label"] == LABELS[1] and answer[OUTPUT_KEY] > 0.9
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "tensorflow.core.framework.tensor_pb2" in imported
+    assert not {m for m in imported if m.startswith(("keras", "tensorflow.python"))}
+
+
 @pytest.mark.parametrize(("source", "says"), [
     ("file", "--file={path}: line 2 is not UTF-8 (byte 0xff at column 5)"),
     ("stdin", "stdin: line 2 is not UTF-8 (byte 0xff at column 5)"),
