@@ -114,5 +114,3 @@ class SubmitConfig(CheckedConfig):
     namespace: str = field("", "Kubernetes namespace (multi-user Kubeflow); empty: the default")
     experiment: str = field("imdb-sentiment", "KFP experiment the run joins")
     run_name: str = field("", "run name; empty: the pipeline name and the time")
-    timeout_s: float = field(10.0, "seconds to wait for the endpoint before giving up",
-                             low=0, high=3600, low_open=True)

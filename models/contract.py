@@ -13,7 +13,6 @@ __all__ = [
     "VALID",
     "EVAL",
     "UNSUP",
-    "LABELED_SPLITS",
     "TRAINER_SPLITS",
     "PRETRAIN_SPLITS",
     "SIGNATURE_EXAMPLES",
@@ -40,8 +39,6 @@ TRAIN = "train"
 VALID = "valid"
 EVAL = "eval"
 UNSUP = "unsup"
-#: Splits with sentiment labels, in the order ExampleGen writes them.
-LABELED_SPLITS = (TRAIN, VALID, EVAL)
 #: What Transform transforms and the Trainer reads: never `eval`.
 TRAINER_SPLITS = (TRAIN, VALID)
 #: What masked-LM pre-training reads: unlabeled reviews and train text, never

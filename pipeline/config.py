@@ -35,7 +35,6 @@ from models.config import (
 __all__ = [
     "DEFAULT_CACHE_DIR",
     "CheckConfig",
-    "ConfigError",
     "DataConfig",
     "EvalConfig",
     "OneLineParser",
@@ -59,10 +58,6 @@ T = TypeVar("T")
 
 DEFAULT_CACHE_DIR = "~/.cache/imdb-sentiment"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-class ConfigError(ValueError):
-    """A configuration value is out of its range; the message names the flag."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,7 @@ from serving.metrics import Registry
 from serving.tensors import TensorSpec, check_inputs, to_array
 
 __all__ = ["ModelConfig", "VersionPolicy", "Servable", "ModelManager", "model_configs",
-           "aspired_versions", "load_model_server_config", "parse_model_server_config",
+           "aspired_versions", "parse_model_server_config",
            "DEFAULT_SIGNATURE", "PLATFORM", "WARMUP_FILE", "filtered"]
 
 DEFAULT_SIGNATURE = "serving_default"  # TF Serving's default, not this project's choice
@@ -426,11 +426,6 @@ class ModelManager:
             raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
         return rows
 
-    def model_names(self) -> list[str]:
-        """Names of the configured models."""
-        with self._lock:
-            return list(self._models)
-
     # ---------- polling, loading, unloading ----------
 
     def poll_once(self) -> None:
@@ -635,8 +630,3 @@ def parse_model_server_config(text: str) -> list[ModelConfig]:
     if it is not a ModelServerConfig, ServingError if it cannot apply)."""
     return model_configs(protos.parse_text(text, protos.ModelServerConfig))
 
-
-def load_model_server_config(path: str) -> list[ModelConfig]:
-    """The models of a text-format models.config file."""
-    with open(path, encoding="utf-8") as handle:
-        return parse_model_server_config(handle.read())

@@ -237,7 +237,7 @@ def test_submitting_to_an_unreachable_endpoint_fails_in_one_line(tmp_path, capsy
 
     port = portpicker.pick_unused_port()
     status = main(["submit", f"--host=http://127.0.0.1:{port}", f"--output={tmp_path}/p.yaml",
-                   "--timeout_s=5", *FLAGS])
+                   *FLAGS])
     assert status == 1
     [line] = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
     assert line.startswith(f"kubeflow.runner: error: KFP endpoint http://127.0.0.1:{port} "
