@@ -427,15 +427,43 @@ def test_client_input_that_is_not_utf8_or_missing_is_one_line_before_any_call(
     assert line == f"python -m serving.client: error: {says.format(path=path)}"
 
 
-def test_client_retries_unavailable_then_reports_it() -> None:
-    """Against a port nobody listens on, the client retries with backoff and
-    then raises UNAVAILABLE, within its bounded time."""
+@pytest.mark.parametrize("retries", [0, 6])
+def test_client_retries_unavailable_until_the_server_comes_up(retries: int) -> None:
+    """The server comes up 0.5 s after the first call: with retries (backoff
+    0.25 s doubling, about 16 s in all at most) the call succeeds; without,
+    it is UNAVAILABLE at once."""
+    import threading
+    from concurrent import futures
+
     import portpicker
 
+    from bench.null_server import answer
     from serving.client import ClientOptions, GrpcClient
 
-    options = ClientOptions(f"127.0.0.1:{portpicker.pick_unused_port()}", "imdb",
-                            deadline_s=1, retries=2, backoff_s=0.01)
-    with GrpcClient(options) as unreachable, pytest.raises(ServingError) as caught:
-        unreachable.predict([POSITIVE])
-    assert caught.value.code == "UNAVAILABLE"
+    class Null(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):  # type: ignore[no-untyped-def]
+            return answer(request)
+
+    port = portpicker.pick_unused_port()
+    late = grpc.server(futures.ThreadPoolExecutor(2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Null(), late)
+
+    def come_up() -> None:  # binding the port is coming up: until then nothing listens
+        late.add_insecure_port(f"127.0.0.1:{port}")
+        late.start()
+
+    timer = threading.Timer(0.5, come_up)
+    options = ClientOptions(f"127.0.0.1:{port}", "imdb", deadline_s=2, retries=retries,
+                            backoff_s=0.25)
+    try:
+        with GrpcClient(options) as client:
+            timer.start()
+            if retries:
+                assert client.predict([POSITIVE, NEGATIVE]) == [0.0, 0.0]
+            else:
+                with pytest.raises(ServingError) as caught:
+                    client.predict([POSITIVE])
+                assert caught.value.code == "UNAVAILABLE"
+    finally:
+        timer.cancel()
+        late.stop(0)
