@@ -21,22 +21,13 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models import features, minilm, text, wordpiece
+from models.text_tf import tokenize_tf
 
 __all__ = ["NGRAM_WORDS_VOCAB_NAME", "preprocessing_fn"]
 
 #: The word vocabulary NB-LR's ids come from when the model reads WordPiece
 #: pieces (the word models share theirs, text.VOCAB_NAME).
 NGRAM_WORDS_VOCAB_NAME = "ngram_words"
-
-
-def _tokenize(raw_text: tf.Tensor) -> tf.RaggedTensor:
-    # models/text.py explains the rules; tokenize_py is their Python twin.
-    # No encoding: ASCII-only lower-casing (ICU's UTF-8 lower-casing stops at a NUL).
-    lowered = tf.strings.lower(tf.reshape(raw_text, [-1]))
-    spaced = tf.strings.regex_replace(lowered, text.DELIMITER, " ")
-    # Every ASCII whitespace character is a delimiter, so only the spaces put
-    # in above remain to split on.
-    return tf.strings.split(spaced)
 
 
 def _word_ids(words: tf.RaggedTensor, custom_config: dict[str, Any],
@@ -53,7 +44,7 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
     """text -> padded token ids (and NB-LR's word ids); the label passes through."""
     raw_text = inputs[features.TEXT]
     max_length = int(custom_config["max_length"])
-    words = _tokenize(raw_text)
+    words = tokenize_tf(raw_text)
     word_ids = None
     if custom_config.get("tokenizer", "words") == "wordpiece":
         vocab = minilm.read_vocabulary(minilm.package_dir())

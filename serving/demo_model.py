@@ -3,8 +3,9 @@ and output as `models.trainer.export_serving_model`, built in seconds.
 
 Tests, the serving benchmark and `make serve` on a machine without a run need
 a real SavedModel; training one needs the pipeline (minutes). This one
-tokenises with the same rules (`models.text`) through a lookup table of a
-small generated vocabulary and scores with either a bag of embeddings
+tokenises with the pipeline's own tokenizer (`models.text_tf.tokenize_tf`,
+the graph Transform runs) through a lookup table of a small generated
+vocabulary (`demo_vocabulary`) and scores with either a bag of embeddings
 (`filters=0`, tiny and fast) or the CNN's shape (embedding -> Conv1D n-grams
 -> max-pool -> dense), so that the benchmark measures a model of realistic
 cost. `seed` picks the weights: two seeds are two distinguishable versions.
@@ -27,13 +28,21 @@ from models.contract import (
     SIGNATURE_TEXT,
     SIGNATURE_TOKEN_IDS,
 )
+from models.text_tf import tokenize_tf
 
-__all__ = ["POSITIVE_WORDS", "NEGATIVE_WORDS", "build_demo_model"]
+__all__ = ["POSITIVE_WORDS", "NEGATIVE_WORDS", "demo_vocabulary", "build_demo_model"]
 
 #: Words the demo model scores positive / negative: reviews made of them have
 #: a known direction, so tests can check answers, not just shapes.
-POSITIVE_WORDS = ("good", "great", "excellent", "love", "wonderful", "best", "!")
-NEGATIVE_WORDS = ("bad", "awful", "terrible", "boring", "worst", "waste", "?")
+POSITIVE_WORDS = ("good", "great", "excellent", "love", "wonderful", "best")
+NEGATIVE_WORDS = ("bad", "awful", "terrible", "boring", "worst", "waste")
+
+
+def demo_vocabulary(vocab_size: int) -> list[str]:
+    """The demo model's vocabulary, in id order (word i has id i + ID_OFFSET):
+    the sentiment words, then fillers up to `vocab_size`."""
+    words = list(POSITIVE_WORDS + NEGATIVE_WORDS)
+    return words + [f"w{i}" for i in range(max(0, vocab_size - len(words)))]
 
 
 class _DemoModule(tf.Module):
@@ -43,8 +52,7 @@ class _DemoModule(tf.Module):
                  filters: int) -> None:
         super().__init__()
         rng = np.random.default_rng(seed)
-        words = list(POSITIVE_WORDS + NEGATIVE_WORDS)
-        words += [f"w{i}" for i in range(max(0, vocab_size - len(words)))]
+        words = demo_vocabulary(vocab_size)
         ids = np.arange(len(words), dtype=np.int64) + text.ID_OFFSET
         self.max_length = max_length
         self.table = tf.lookup.StaticHashTable(
@@ -68,10 +76,7 @@ class _DemoModule(tf.Module):
         self.bias = tf.Variable(float(rng.normal(0.0, 0.1)), name="bias")
 
     def _ids(self, reviews: tf.Tensor) -> tf.Tensor:
-        lowered = tf.strings.lower(reviews)
-        spaced = tf.strings.regex_replace(
-            tf.strings.regex_replace(lowered, text.HTML_TAG, " "), text.PUNCTUATION, r" \1 ")
-        tokens = tf.strings.split(spaced)
+        tokens = tokenize_tf(reviews)
         ids = tf.cast(tf.ragged.map_flat_values(self.table.lookup, tokens), tf.int32)
         return ids[:, :self.max_length].to_tensor(
             default_value=text.PAD_ID, shape=[None, self.max_length])

@@ -1,6 +1,6 @@
 """The phone's tokenizer equals the Transform graph's, id for id.
 
-Three implementations of models/text.py's rules must agree: `_tokenize` in
+Three implementations of models/text.py's rules must agree: `tokenize_tf` (models/text_tf.py) in
 the Transform graph (RE2, tf.strings), `text.tokenize_py`/`text.ids_py`, and
 serving/mobile.py's `MobileTokenizer`, which knows only the shipped
 tokenizer.json and vocab.txt. Checked on every Unicode code point, on the
@@ -23,7 +23,8 @@ import tensorflow_transform.beam as tft_beam
 from components.imdb_example_gen import reader
 from components.tflite_converter import convert as conv
 from models import features, text
-from models.preprocessing import _tokenize, preprocessing_fn
+from models.preprocessing import preprocessing_fn
+from models.text_tf import tokenize_tf
 from serving.mobile import MobileLoadError, MobileTokenizer
 
 TOKEN_IDS = features.transformed_name(features.TOKEN_IDS)
@@ -93,7 +94,7 @@ def test_every_code_point_is_split_the_same_by_tf_python_and_the_mobile_tokenize
     """RE2 and Python's re must read the delimiter the same way for all of
     Unicode; an upper-case ASCII neighbour also checks the lower-casing."""
     samples = [f"xA{chr(c)}Bx" for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
-    graph = _tokenize(tf.constant([s.encode() for s in samples])).to_list()
+    graph = tokenize_tf(tf.constant([s.encode() for s in samples])).to_list()
     mismatches = [s for s, g in zip(samples, graph, strict=True)
                   if [t.decode() for t in g] != text.tokenize_py(s)]
     assert mismatches == []
@@ -137,7 +138,7 @@ def test_transform_tokens_equal_python_tokens_on_real_reviews(dev_archive):
     reviews = [r.text for r in itertools.islice(
         (r for r in reader.read_reviews(dev_archive, include_test=False, include_unsup=True)
          if isinstance(r, reader.Review)), 3000)]
-    graph = _tokenize(tf.constant([r.encode() for r in reviews])).to_list()
+    graph = tokenize_tf(tf.constant([r.encode() for r in reviews])).to_list()
     differing = sum([t.decode() for t in g] != text.tokenize_py(r)
                     for r, g in zip(reviews, graph, strict=True))
     assert differing == 0
@@ -176,3 +177,22 @@ def test_mediapipe_vocabulary_lists_case_variants_under_one_id():
     assert pairs["Don't"] == pairs["DON'T"] == "2"
     assert pairs["AMéLIE"] == "4"  # ASCII letters only, as the lower-casing
     assert len(pairs) == len(lines)  # no token listed twice
+
+
+def test_the_serving_demo_model_tokenises_as_the_pipeline_does(tmp_path):
+    """serving/demo_model.py (every serving test and the load bench) reads
+    text with the Transform graph's tokenizer: its text signature scores each
+    review exactly as its ids signature scores text.ids_py's ids."""
+    from serving.demo_model import build_demo_model, demo_vocabulary
+
+    max_length, vocab_size = 24, 40
+    loaded = tf.saved_model.load(build_demo_model(str(tmp_path / "1"), max_length=max_length,
+                                                  vocab_size=vocab_size))
+    vocab = {word: i for i, word in enumerate(demo_vocabulary(vocab_size))}
+    reviews = [*TRAIN_TEXTS, *HARD_TEXTS.values(), "GOOD film!!!<br />BAD? w3,w4;w5 Great."]
+    ids = np.array([text.ids_py(r, vocab, max_length) for r in reviews], np.int32)
+    from_text = loaded.signatures["serving_text"](text=tf.constant([r.encode() for r in reviews]))
+    from_ids = loaded.signatures["token_ids"](token_ids=tf.constant(ids))
+    np.testing.assert_array_equal(from_text["probability"].numpy(),
+                                  from_ids["probability"].numpy())
+    assert len(set(map(tuple, ids))) > len(reviews) // 2  # the reviews differ in ids
