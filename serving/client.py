@@ -70,6 +70,7 @@ from models.contract import (  # noqa: E402
     SIGNATURE_TEXT,
 )
 from models.features import TEXT  # noqa: E402
+from serving.errors import ServingError, code_of_http_status  # noqa: E402
 
 __all__ = ["ClientOptions", "ServingError", "GrpcClient", "RestClient", "any_available",
            "serialize_example", "string_tensor", "float_values", "label_of", "main"]
@@ -94,15 +95,6 @@ class ClientOptions:
     private_key: bytes | None = None  # TLS client certificate (mutual TLS)
     certificate_chain: bytes | None = None
     server_name_override: str = ""
-
-
-class ServingError(Exception):
-    """The server answered an error: its canonical `code` name and message."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 def serialize_example(text: str) -> bytes:
@@ -306,7 +298,8 @@ class RestClient:
                 continue
             payload = response.json()
             if response.status_code != 200:
-                raise ServingError(f"HTTP {response.status_code}", payload.get("error", ""))
+                raise ServingError(code_of_http_status(response.status_code),
+                                   payload.get("error", ""))
             return payload
         raise AssertionError("unreachable")
 

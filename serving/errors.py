@@ -1,4 +1,5 @@
-"""The error every layer of the server raises, carrying TF Serving's status.
+"""The error every layer of the server raises, and the clients too,
+carrying TF Serving's status.
 
 TF Serving answers a bad request with a canonical status code and a message
 (gRPC), or with the HTTP code its REST handler maps that status to and
@@ -8,7 +9,7 @@ mapping in one place.
 
 from __future__ import annotations
 
-__all__ = ["ServingError", "http_status", "GRPC_CODE_NAMES"]
+__all__ = ["ServingError", "http_status", "code_of_http_status", "GRPC_CODE_NAMES"]
 
 #: Canonical status names (grpc.StatusCode member names), as TF Serving reports them.
 GRPC_CODE_NAMES = (
@@ -31,6 +32,14 @@ _HTTP = {
 def http_status(code: str) -> int:
     """HTTP status TF Serving's REST API answers for a canonical status name."""
     return _HTTP.get(code, 500)
+
+
+def code_of_http_status(status: int) -> str:
+    """The canonical status a REST client reads from an HTTP error: the first
+    whose mapping (above) gives `status` (400: INVALID_ARGUMENT, 409:
+    ALREADY_EXISTS, 500: UNKNOWN), else UNKNOWN."""
+    return next((code for code, http in _HTTP.items() if http == status and code != "OK"),
+                "UNKNOWN")
 
 
 class ServingError(Exception):

@@ -80,7 +80,7 @@ def validate(saved_model_dir: str, model_name: str, *, timeout_s: float = 120) -
     except StartError as error:
         return {**result, "reason": f"server {error}"}
     except ServingError as error:
-        return {**result, "reason": f"request failed: {error}"}
+        return {**result, "reason": f"request failed: {error.code}: {error.message}"}
     except Exception as error:  # a broken candidate is a verdict, not a crash
         return {**result, "reason": f"{type(error).__name__}: {error}"}
     finally:

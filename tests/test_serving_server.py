@@ -341,6 +341,24 @@ def test_bad_rest_requests_get_tf_serving_json_errors(
     assert server.rest("imdb").predict([NEGATIVE])[0] < 0.1
 
 
+def test_both_clients_raise_the_server_s_error_type_with_canonical_codes(
+        server: RunningServer) -> None:
+    """One error vocabulary (serving.errors): a REST error's HTTP status is
+    read back as the canonical code gRPC gives for the same request."""
+    from serving import errors
+
+    assert ServingError is errors.ServingError
+    codes = []
+    for client in (server.grpc("absent", retries=0), server.rest("absent", retries=0)):
+        with pytest.raises(errors.ServingError) as caught:
+            client.predict([POSITIVE])
+        codes.append(caught.value.code)
+    assert codes == ["NOT_FOUND", "NOT_FOUND"]
+    assert [errors.code_of_http_status(s) for s in (400, 404, 429, 503, 500, 418)] == [
+        "INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED", "UNAVAILABLE", "UNKNOWN",
+        "UNKNOWN"]
+
+
 def test_prometheus_metrics_count_requests_errors_latency_and_versions(
         server: RunningServer) -> None:
     """The metrics page has request counts by status, a latency histogram, the
