@@ -93,6 +93,11 @@ def field(default: Any, help: str, *, low: float | None = None, high: float | No
     return dataclasses.field(default=default, metadata=meta)
 
 
+def _bound(value: float) -> str:
+    """A range bound as people write it: 10000000, not 1e+07; 0.5; 1e-06."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def allowed(f: dataclasses.Field[Any]) -> str:
     """What `f` accepts, in words: `an integer >= 1`, `a number in [0, 1)`, ..."""
     meta = f.metadata
@@ -103,11 +108,11 @@ def allowed(f: dataclasses.Field[Any]) -> str:
     if low is not None and high is not None:
         left = "(" if meta["low_open"] else "["
         right = ")" if meta["high_open"] else "]"
-        return f"{kind} in {left}{low:g}, {high:g}{right}"
+        return f"{kind} in {left}{_bound(low)}, {_bound(high)}{right}"
     if low is not None:
-        return f"{kind} {'>' if meta['low_open'] else '>='} {low:g}"
+        return f"{kind} {'>' if meta['low_open'] else '>='} {_bound(low)}"
     if high is not None:
-        return f"{kind} {'<' if meta['high_open'] else '<='} {high:g}"
+        return f"{kind} {'<' if meta['high_open'] else '<='} {_bound(high)}"
     return kind
 
 

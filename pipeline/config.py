@@ -271,6 +271,21 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
+def _metavar(f: dataclasses.Field[Any]) -> str | None:
+    """How --help names a flag's value: {a,b} for choices, else N for
+    integers, X for numbers, BOOL, or the field's name in capitals."""
+    if f.metadata.get("choices"):
+        return None  # argparse lists them
+    kind = str(f.type)
+    if kind.startswith("int"):
+        return "N"
+    if kind.startswith("float"):
+        return "X"
+    if kind.startswith("bool"):
+        return "BOOL"
+    return f.name.upper()
+
+
 def add_section(parser: argparse.ArgumentParser, cls: type, section: str) -> None:
     """One --flag per field of config section `cls`, in an argument group
     named `section`: its help, its allowed range and its parse-time check.
@@ -279,9 +294,12 @@ def add_section(parser: argparse.ArgumentParser, cls: type, section: str) -> Non
     for f in dataclasses.fields(cls):
         ranged = f.metadata.get("low") is not None or f.metadata.get("high") is not None
         help_text = f.metadata["help"] + (f" ({allowed(f)})" if ranged else "")
+        # metavar: the value's kind (N, X, ...), not the dest "<section>.<field>"
+        # argparse would print ("--epochs TRAIN.EPOCHS").
         group.add_argument(
             f"--{f.name}", dest=f"{section}.{f.name}", type=field_flag_type(cls, f.name),
-            default=f.default, help=help_text, choices=f.metadata.get("choices"))
+            default=f.default, help=help_text, choices=f.metadata.get("choices"),
+            metavar=_metavar(f))
 
 
 def build_section(cls: type, values: dict[str, Any], section: str) -> Any:

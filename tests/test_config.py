@@ -30,6 +30,17 @@ def test_every_config_field_is_a_flag_with_its_whole_help_text(section, f):
     assert " ".join(f.metadata["help"].split()) in help_text
 
 
+def test_help_names_values_by_kind_and_writes_ranges_in_plain_numbers():
+    """`--epochs N`, not `--epochs TRAIN.EPOCHS`; `[1, 10000000]`, not `[1, 1e+07]`."""
+    import re
+
+    help_text = build_parser().format_help()
+    assert "--epochs N" in help_text and "--learning_rate X" in help_text
+    assert "--ngram_blend BOOL" in help_text and "--data DATA " in help_text
+    assert not re.search(r"--\w+ [A-Z_]+\.[A-Z_]+", help_text)
+    assert not re.search(r"\de\+\d", help_text)
+
+
 @pytest.mark.parametrize(("section", "f"), FIELDS, ids=[f.name for _, f in FIELDS])
 def test_every_numeric_field_declares_its_valid_range(section, f):
     if f.type in ("int", "float"):
@@ -52,7 +63,7 @@ def test_config_is_frozen():
 @pytest.mark.parametrize(("flag", "allowed_text"), [
     ("--epochs=-1", "an integer in [1, 1000]"),
     ("--eval_fraction=1.5", "a number in (0, 1)"),
-    ("--vocab_size=0", "an integer in [1, 1e+07]"),
+    ("--vocab_size=0", "an integer in [1, 10000000]"),
     ("--max_length=0", "an integer in [1, 100000]"),
     ("--dropout=1", "a number in [0, 1)"),
     ("--learning_rate=0", "a number in (0, 10]"),
