@@ -140,6 +140,21 @@ def test_metrics_json_describes_the_released_version(runs):
     assert summary["infra_validation"]["ok"] and summary["infra_validation"]["requests"] == 2
 
 
+def test_every_json_output_is_strict_and_one_class_slices_say_undefined(runs):
+    """No NaN or Infinity in any JSON file of the run (strict parsers refuse
+    them); a rating slice has one class, so its AUC and recall or precision
+    are null, with the reason."""
+    out = runs["out"]
+    paths = [out / "metrics.json", out / "last_run.json",
+             *out.glob("tflite/*/manifest.json"), *out.glob("serving/*/*/assets.extra/*.json")]
+    for path in paths:
+        json.loads(path.read_text(), parse_constant=lambda name, p=path: pytest.fail(
+            f"{p}: {name} is not JSON"))
+    slices = json.loads((out / "metrics.json").read_text())["metrics"]
+    ratings = [m for name, m in slices.items() if name.startswith("rating=")]
+    assert ratings and all(m["auc"] is None and "auc" in m["undefined"] for m in ratings)
+
+
 def test_tflite_files_agree_with_the_saved_model(runs):
     """The shipped vocabulary + tokenizer spec, applied in plain Python, feed
     the float TFLite model to the same probabilities as the SavedModel's

@@ -148,3 +148,35 @@ def test_only_integer_folders_count_as_versions(tmp_path):
     assert publish.list_versions(str(base)) == [2, 3, 12]
     assert publish.latest_version(str(base)) == 12
     assert publish.latest_version(str(tmp_path / "nothing")) is None
+
+
+# --- run outputs: strict JSON, undefined metrics as null -------------------------------------
+
+def test_undefined_metrics_of_a_one_class_slice_are_null_with_the_reason():
+    from components.release.report import without_undefined
+
+    only_negatives = {"auc": 0.0, "binary_accuracy": 0.97, "precision": 0.0, "f1_score": 0.0,
+                      "recall": float("nan"),
+                      "confusion_matrix@0.5": {"tp": 0.0, "fp": 32.0, "tn": 960.0, "fn": 0.0}}
+    metrics = without_undefined(only_negatives)
+    assert metrics["auc"] is None and metrics["recall"] is None and metrics["f1_score"] is None
+    assert metrics["precision"] == 0.0  # 0 of 32 predicted positives: defined, and 0
+    assert metrics["binary_accuracy"] == 0.97
+    assert set(metrics["undefined"]) == {"auc", "recall", "f1_score"}
+    none_predicted = {"precision": 0.0, "recall": 0.0, "auc": 0.8,
+                      "confusion_matrix@0.5": {"tp": 0.0, "fp": 0.0, "tn": 5.0, "fn": 3.0}}
+    assert without_undefined(none_predicted)["precision"] is None
+    assert without_undefined(none_predicted)["auc"] == 0.8
+    both = {"auc": 0.9, "confusion_matrix@0.5": {"tp": 3.0, "fp": 1.0, "tn": 5.0, "fn": 1.0}}
+    assert without_undefined(both) == both
+
+
+def test_output_json_is_strict_whatever_the_values():
+    import json
+
+    from components.release import strict_json
+
+    text = strict_json.dumps({"recall": float("nan"), "rows": [1.0, float("inf"), (2, None)],
+                              "nested": {"x": -float("inf")}})
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(name)) == {
+        "recall": None, "rows": [1.0, None, [2, None]], "nested": {"x": None}}

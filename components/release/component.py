@@ -30,7 +30,7 @@ from tfx.types import artifact
 from tfx.utils import io_utils, path_utils
 
 from components.infra_validation import VALIDATED_MODEL_DIR, InfraValidationError
-from components.release import publish, report
+from components.release import publish, report, strict_json
 from components.release.layout import LAST_RUN_FILE, serving_dir
 from components.tflite_converter import convert as conv
 from components.tflite_converter.component import (
@@ -57,7 +57,7 @@ def write_last_run(output_dir: str, verdict: dict[str, Any]) -> None:
     final = posixpath.join(output_dir, LAST_RUN_FILE)
     staged = final + ".tmp"
     with tf.io.gfile.GFile(staged, "w") as handle:
-        json.dump(verdict, handle, indent=2, sort_keys=True)
+        handle.write(strict_json.dumps(verdict, indent=2, sort_keys=True))
     tf.io.gfile.rename(staged, final, overwrite=True)
 
 
@@ -109,7 +109,7 @@ def _stamp_manifest(version: int) -> Callable[[str], None]:
         path = posixpath.join(staged, MANIFEST)
         manifest = json.loads(io_utils.read_string_file(path))
         manifest["version"] = version
-        io_utils.write_string_file(path, json.dumps(manifest, indent=2))
+        io_utils.write_string_file(path, strict_json.dumps(manifest, indent=2))
     return stamp
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from typing import Any
 
 import tensorflow_model_analysis as tfma
 
+from components.release import strict_json
 from components.release.layout import METRICS_FILE, REPORT_FILE
 from models.contract import CURVE_PREFIX
 
@@ -30,9 +30,38 @@ def _slice_name(slice_key: Any) -> str:
     return ",".join(parts) or "overall"
 
 
-def collect_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
-    """{slice: {metric: value}} of the candidate model (not diffs, not baseline)."""
-    result: dict[str, dict[str, float]] = {}
+#: Why a metric has no value in a slice, by the slice's confusion matrix at 0.5.
+_UNDEFINED = {
+    "auc": ("a slice with one class only", lambda p, n, tp, fp: p == 0 or n == 0),
+    "recall": ("no positive reviews in the slice", lambda p, n, tp, fp: p == 0),
+    "precision": ("no review predicted positive", lambda p, n, tp, fp: tp + fp == 0),
+    "f1_score": ("precision or recall undefined",
+                 lambda p, n, tp, fp: p == 0 or tp + fp == 0),
+}
+
+
+def without_undefined(metrics: dict[str, Any]) -> dict[str, Any]:
+    """One slice's metrics with those its confusion matrix leaves undefined
+    set to None, and why under "undefined". TFMA writes them as numbers
+    (AUC 0.0 on a slice of one class, recall NaN, F1 0.0), which reads as a
+    measured failure; no matrix, no change."""
+    cm = metrics.get("confusion_matrix@0.5")
+    if not cm:
+        return metrics
+    positives, negatives = cm["tp"] + cm["fn"], cm["tn"] + cm["fp"]
+    out, why = dict(metrics), {}
+    for name, (reason, undefined) in _UNDEFINED.items():
+        if name in out and undefined(positives, negatives, cm["tp"], cm["fp"]):
+            out[name], why[name] = None, reason
+    if why:
+        out["undefined"] = why
+    return out
+
+
+def collect_metrics(evaluation_uri: str) -> dict[str, dict[str, Any]]:
+    """{slice: {metric: value}} of the candidate model (not diffs, not
+    baseline); undefined metrics are None (`without_undefined`)."""
+    result: dict[str, dict[str, Any]] = {}
     for metrics in tfma.load_metrics(evaluation_uri):
         name = _slice_name(tfma.slicer.deserialize_slice_key(metrics.slice_key))
         for entry in metrics.metric_keys_and_values:
@@ -46,7 +75,7 @@ def collect_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
                     result.setdefault(name, {})["confusion_matrix@0.5"] = {  # type: ignore[assignment]
                         "tp": matrix.true_positives, "fp": matrix.false_positives,
                         "tn": matrix.true_negatives, "fn": matrix.false_negatives}
-    return result
+    return {name: without_undefined(metrics) for name, metrics in result.items()}
 
 
 def _pr_curve(evaluation_uri: str) -> list[tuple[float, float, float]]:
@@ -105,9 +134,11 @@ def _plots(overall: dict[str, Any], curve: list[tuple[float, float, float]],
         fig, ax = plt.subplots(figsize=(3.6, 3.2))
         grid = [[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]]
         ax.imshow(grid, cmap="Blues")
+        top = max(max(row) for row in grid) or 1
         for i in range(2):
-            for j in range(2):
-                ax.text(j, i, f"{int(grid[i][j])}", ha="center", va="center")
+            for j in range(2):  # white on the dark cells, black on the light ones
+                ax.text(j, i, f"{int(grid[i][j])}", ha="center", va="center",
+                        color="white" if grid[i][j] > top / 2 else "black")
         ax.set_xticks([0, 1], ["pred neg", "pred pos"])
         ax.set_yticks([0, 1], ["true neg", "true pos"])
         ax.set_title("Confusion matrix @0.5")
@@ -160,8 +191,9 @@ def _learning_curve(plt: Any, steps: list[float], history: dict[str, list[float]
 
 def _html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
-        for k, v in summary["metrics"].get("overall", {}).items() if isinstance(v, float))
+        f"<tr><td>{html.escape(k)}</td><td>{'n/a' if v is None else f'{v:.4f}'}</td></tr>"
+        for k, v in summary["metrics"].get("overall", {}).items()
+        if v is None or isinstance(v, float))
     status = "BLESSED" if summary["blessed"] else "NOT BLESSED"
     figures = "".join(f'<figure><img src="data:image/png;base64,{base64.b64encode(b).decode()}"'
                       f' alt="{n}"><figcaption>{n.replace("_", " ")}</figcaption></figure>'
@@ -179,5 +211,5 @@ def render(summary: dict[str, Any], evaluation_uri: str) -> dict[str, bytes]:
                     summary.get("training_history", {}))
     files = {f"{name}.png": png for name, png in images.items()}
     files[REPORT_FILE] = _html(summary, images).encode()
-    files[METRICS_FILE] = json.dumps(summary, indent=2, sort_keys=True).encode()
+    files[METRICS_FILE] = strict_json.dumps(summary, indent=2, sort_keys=True).encode()
     return files

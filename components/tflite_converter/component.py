@@ -28,6 +28,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact, artifact_utils
 from tfx.utils import path_utils
 
+from components.release import strict_json
 from components.tflite_converter import convert as conv
 from models import contract, features, text, wordpiece
 
@@ -161,6 +162,6 @@ def TFLiteCheck(
     logging.info("TFLiteCheck: %s", {n: (e["size_bytes"], e["label_agreement"])
                                      for n, e in entries.items()})
     for name, payload in {**files, **side,
-                          MANIFEST: json.dumps(manifest, indent=2).encode()}.items():
+                          MANIFEST: strict_json.dumps(manifest, indent=2).encode()}.items():
         with tf.io.gfile.GFile(posixpath.join(tflite.uri, name), "wb") as handle:
             handle.write(payload)
