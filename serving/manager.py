@@ -32,7 +32,7 @@ from serving import protos
 from serving.batching import Batcher, BatchingOptions
 from serving.errors import GRPC_CODE_NAMES, ServingError
 from serving.metrics import Registry
-from serving.tensors import TensorSpec, check_inputs, to_array
+from serving.tensors import TensorSpec, check_inputs, matches_specs, to_array
 
 __all__ = ["ModelConfig", "VersionPolicy", "Servable", "ModelManager", "model_configs",
            "aspired_versions", "parse_model_server_config",
@@ -267,7 +267,7 @@ class Servable:
                 output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
         """Runs one request (checked against the signature) through the batcher if any."""
         key = self.check(signature, inputs, output_filter)
-        batcher = self._batchers.get(key)
+        batcher = self._batcher(key, inputs)
         outputs = batcher.submit(inputs) if batcher else self._runner(key)(inputs)
         return filtered(outputs, output_filter)
 
@@ -276,8 +276,14 @@ class Servable:
         """A checked request (`check`) queued on signature `key`'s batcher
         without blocking; None when it has none or the request must run
         alone (Batcher.enqueue): then call `predict` from a thread."""
-        batcher = self._batchers.get(key)
+        batcher = self._batcher(key, inputs)
         return batcher.enqueue(inputs) if batcher else None
+
+    def _batcher(self, key: str, inputs: Mapping[str, np.ndarray]) -> Batcher | None:
+        """Signature `key`'s batcher, for inputs in its shapes; None (run
+        alone) for those a batch could not stack with others."""
+        batcher = self._batchers.get(key)
+        return batcher if batcher and matches_specs(self.inputs[key], inputs) else None
 
     def warm_up(self) -> int:
         """Replays assets.extra/tf_serving_warmup_requests (Predict records), as

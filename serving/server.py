@@ -81,27 +81,66 @@ def _answer_spec(servable: Servable, signature: str) -> model_pb2.ModelSpec:
                                version=wrappers_pb2.Int64Value(value=servable.version))
 
 
-def _example_signature(servable: Servable, name: str) -> tuple[str, str, str]:
-    """(signature, its string input, its float output) for Classify/Regress."""
+#: Output names TF Serving's Classify and Regress read (signature_constants).
+CLASSES, SCORES, REGRESS_OUTPUTS = "classes", "scores", "outputs"
+
+
+def _example_signature(servable: Servable, name: str) -> tuple[str, str]:
+    """(signature, its serialized tf.Example input) for Classify/Regress:
+    one string input, and TF Serving's `classes`/`scores` (`outputs` for
+    Regress) or a single output (this project's `probability`)."""
     key = servable.signature(name)
     inputs, outputs = servable.inputs[key], servable.outputs[key]
+    named = {CLASSES, SCORES, REGRESS_OUTPUTS} & set(outputs)
     if (len(inputs) != 1 or next(iter(inputs.values())).dtype != tf.string.as_datatype_enum
-            or len(outputs) != 1):
+            or not (named or len(outputs) == 1)):
         raise ServingError("INVALID_ARGUMENT",
-                           f"signature '{key}' does not take serialized tf.Examples to one "
-                           "score: it cannot classify or regress")
-    return key, next(iter(inputs)), next(iter(outputs))
+                           f"signature '{key}' does not take serialized tf.Examples to "
+                           "classes/scores, outputs or one score: it cannot classify or "
+                           "regress")
+    return key, next(iter(inputs))
 
 
 def _example_inputs(servable: Servable, signature: str, serialized: list[bytes]
-                    ) -> tuple[str, dict[str, np.ndarray], str]:
-    """(signature, its inputs, the output to read) of a Classify/Regress request."""
+                    ) -> tuple[str, dict[str, np.ndarray]]:
+    """(signature, its inputs) of a Classify/Regress request."""
     if not serialized:
         raise ServingError("INVALID_ARGUMENT", "empty batch: no examples")
-    key, input_key, output_key = _example_signature(servable, signature)
+    key, input_key = _example_signature(servable, signature)
     examples = np.empty(len(serialized), dtype=object)
     examples[:] = serialized
-    return key, {input_key: examples}, output_key
+    return key, {input_key: examples}
+
+
+def classifications(outputs: dict[str, np.ndarray], rows: int
+                    ) -> list[list[tuple[str, float]]]:
+    """Per example, its (label, score) pairs, as TF Serving's classifier
+    reads a signature: one pair per column of `classes` (labels; "" without)
+    and `scores` (0 without). A signature with neither, as this project's
+    models export (P(positive) alone), gives both of `models.contract.LABELS`
+    with scores 1 - p and p."""
+    if CLASSES not in outputs and SCORES not in outputs:
+        [probability] = outputs.values()
+        return [[(LABELS[0], 1.0 - float(p)), (LABELS[1], float(p))]
+                for p in _score_column(probability, rows)]
+    scores = (np.asarray(outputs[SCORES], np.float32).reshape(rows, -1)
+              if SCORES in outputs else None)
+    labels = (np.asarray(outputs[CLASSES]).reshape(rows, -1) if CLASSES in outputs else None)
+    columns = (scores if scores is not None else labels).shape[1]  # type: ignore[union-attr]
+    return [[(_label(labels[r, c]) if labels is not None else "",
+              float(scores[r, c]) if scores is not None else 0.0)
+             for c in range(columns)] for r in range(rows)]
+
+
+def regressions(outputs: dict[str, np.ndarray], rows: int) -> list[float]:
+    """Per example, its value: TF Serving's `outputs`, else the only output."""
+    values = outputs[REGRESS_OUTPUTS] if REGRESS_OUTPUTS in outputs else next(
+        iter(outputs.values()))
+    return [float(v) for v in _score_column(values, rows)]
+
+
+def _label(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _score_column(scores: np.ndarray, rows: int) -> np.ndarray:
@@ -122,12 +161,11 @@ async def _run_model(servable: Servable, pool: futures.Executor, signature: str,
     return filtered(await asyncio.wrap_future(queued), output_filter)
 
 
-async def _scores(servable: Servable, pool: futures.Executor, signature: str,
-                  serialized: list[bytes]) -> tuple[str, np.ndarray]:
-    """Classify/Regress: one score per serialized tf.Example."""
-    key, inputs, output_key = _example_inputs(servable, signature, serialized)
-    outputs = await _run_model(servable, pool, key, inputs)
-    return key, _score_column(outputs[output_key], len(serialized))
+async def _example_outputs(servable: Servable, pool: futures.Executor, signature: str,
+                           serialized: list[bytes]) -> tuple[str, dict[str, np.ndarray]]:
+    """Classify/Regress: the signature's outputs for serialized tf.Examples."""
+    key, inputs = _example_inputs(servable, signature, serialized)
+    return key, await _run_model(servable, pool, key, inputs)
 
 
 def _serialized_examples(request_input: Any) -> list[bytes]:
@@ -145,11 +183,6 @@ def _serialized_examples(request_input: Any) -> list[bytes]:
             merged.append(combined.SerializeToString())
         return merged
     raise ServingError("INVALID_ARGUMENT", "Input is empty: no example_list")
-
-
-def _classes(probability: float) -> list[tuple[str, float]]:
-    # The model scores P(positive) of a two-class problem: both classes' scores.
-    return [(LABELS[0], 1.0 - probability), (LABELS[1], probability)]
 
 
 def _status_response(manager: ModelManager, name: str, version: int | None,
@@ -260,13 +293,14 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
                        ) -> classification_pb2.ClassificationResponse:
         async def body() -> classification_pb2.ClassificationResponse:
             servable = _resolve(self._manager, request.model_spec)
-            key, scores = await _scores(servable, self._pool, request.model_spec.signature_name,
-                                        _serialized_examples(request.input))
+            examples = _serialized_examples(request.input)
+            key, outputs = await _example_outputs(
+                servable, self._pool, request.model_spec.signature_name, examples)
             response = classification_pb2.ClassificationResponse(
                 model_spec=_answer_spec(servable, key))
-            for probability in scores:
+            for pairs in classifications(outputs, len(examples)):
                 row = response.result.classifications.add()
-                for label, score in _classes(float(probability)):
+                for label, score in pairs:
                     row.classes.add(label=label, score=score)
             return response
         return await self._call("classify", request.model_spec.name, context, body)
@@ -275,11 +309,12 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
                       context: grpc.aio.ServicerContext) -> regression_pb2.RegressionResponse:
         async def body() -> regression_pb2.RegressionResponse:
             servable = _resolve(self._manager, request.model_spec)
-            key, scores = await _scores(servable, self._pool, request.model_spec.signature_name,
-                                        _serialized_examples(request.input))
+            examples = _serialized_examples(request.input)
+            key, outputs = await _example_outputs(
+                servable, self._pool, request.model_spec.signature_name, examples)
             response = regression_pb2.RegressionResponse(model_spec=_answer_spec(servable, key))
-            for value in scores:
-                response.result.regressions.add(value=float(value))
+            for value in regressions(outputs, len(examples)):
+                response.result.regressions.add(value=value)
             return response
         return await self._call("regress", request.model_spec.name, context, body)
 
@@ -444,13 +479,14 @@ class _Rest:
                                    api: str) -> dict[str, Any]:
         examples, context = rest_json.parse_examples(body)
         serialized = [_json_example({**context, **e}) for e in examples]
-        _, scores = await _scores(servable, self._pool, body.get("signature_name", ""),
-                                  serialized)
+        _, outputs = await _example_outputs(servable, self._pool,
+                                            body.get("signature_name", ""), serialized)
         # "results", as TF Serving answers (util/json_tensor.cc); its REST
         # guide's examples say "result".
         if api == "classify":
-            return {"results": [[list(c) for c in _classes(float(p))] for p in scores]}
-        return {"results": [float(p) for p in scores]}
+            return {"results": [[list(c) for c in pairs]
+                                for pairs in classifications(outputs, len(serialized))]}
+        return {"results": regressions(outputs, len(serialized))}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

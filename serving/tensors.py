@@ -12,7 +12,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from serving.errors import ServingError
 
-__all__ = ["TensorSpec", "to_array", "to_proto", "dtype_name", "check_inputs"]
+__all__ = ["TensorSpec", "to_array", "to_proto", "dtype_name", "matches_specs", "check_inputs"]
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,22 @@ def to_proto(array: np.ndarray, tensor_content: bool = False) -> tf.TensorProto:
     return proto
 
 
+def matches_specs(specs: Mapping[str, TensorSpec], arrays: Mapping[str, np.ndarray]) -> bool:
+    """Whether every array has its signature input's rank and sizes (-1:
+    any): only such requests are checked for their batch and merged with
+    others by a batcher."""
+    return all(specs[key].shape is not None and array.ndim == len(specs[key].shape) and all(
+        want in (-1, got) for want, got in zip(specs[key].shape, array.shape, strict=True))
+        for key, array in arrays.items())
+
+
 def check_inputs(signature: str, specs: Mapping[str, TensorSpec],
                  arrays: Mapping[str, np.ndarray]) -> None:
     """Raises INVALID_ARGUMENT unless `arrays` are exactly the signature's
-    inputs, in compatible shapes, with the same non-empty batch."""
+    inputs; when their shapes are the signature's, also unless they share
+    one non-empty batch. Other shapes go to the model as sent, as TF Serving
+    feeds them (`[3]` for a `[-1, 1]` input is the canonical REST example):
+    the model call then answers or refuses them."""
     extra = sorted(set(arrays) - set(specs))
     missing = sorted(set(specs) - set(arrays))
     if extra or missing:
@@ -92,16 +104,11 @@ def check_inputs(signature: str, specs: Mapping[str, TensorSpec],
             "INVALID_ARGUMENT",
             f"Request inputs do not match required inputs for signature '{signature}'. "
             f"Send extra: {{{', '.join(extra)}}}. Missing but required: {{{', '.join(missing)}}}.")
+    if not matches_specs(specs, arrays):
+        return
     batch = None
     for key, array in arrays.items():
         spec = specs[key]
-        if spec.shape is not None and (array.ndim != len(spec.shape) or any(
-                want not in (-1, got) for want, got in zip(spec.shape, array.shape,
-                                                           strict=True))):
-            raise ServingError(
-                "INVALID_ARGUMENT",
-                f"input '{key}' has shape {list(array.shape)}, the signature expects "
-                f"{list(spec.shape)} (-1: any size)")
         if spec.batch_major:
             if array.shape[0] == 0:
                 raise ServingError("INVALID_ARGUMENT", f"empty batch: input '{key}' has 0 rows")

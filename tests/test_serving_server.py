@@ -8,12 +8,13 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 import requests
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -40,11 +41,47 @@ POSITIVE, NEGATIVE = "A great film, I love it!", "Awful and boring, the worst."
 MAX_REQUEST = 256 * 1024
 
 
+def _half_plus_two(path: Path) -> None:
+    """TF Serving's canonical test model, y = 0.5 x + 2 on x [-1, 1], as a TF2
+    SavedModel, with its classify (`scores`) and regress (`outputs`)
+    signatures over tf.Examples holding x."""
+    import tensorflow as tf
+
+    def from_examples(examples: tf.Tensor) -> tf.Tensor:
+        x = tf.io.parse_example(examples, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+        return 0.5 * x + 2.0
+
+    class HalfPlusTwo(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"y": 0.5 * x + 2.0}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def classify(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"scores": from_examples(examples)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def labelled(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+            y = from_examples(examples)
+            return {"scores": tf.concat([y, -y], 1),
+                    "classes": tf.tile(tf.constant([["high", "low"]]), [tf.shape(y)[0], 1])}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def regress(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"outputs": from_examples(examples)}
+
+    module = HalfPlusTwo()
+    tf.saved_model.save(module, str(path), signatures={
+        "serving_default": module.serve, "classify_x_to_y": module.classify,
+        "classify_labelled": module.labelled, "regress_x_to_y": module.regress})
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("serving")
     build_versions(root / "imdb", [1, 2])
     build_versions(root / "other", [5])
+    _half_plus_two(root / "half" / "1")
     config = root / "models.config"
     config.write_text(f"""
 model_config_list {{
@@ -53,6 +90,7 @@ model_config_list {{
            version_labels {{ key: "stable" value: 1 }}
            version_labels {{ key: "canary" value: 2 }} }}
   config {{ name: "other" base_path: "{root / 'other'}" model_platform: "tensorflow" }}
+  config {{ name: "half" base_path: "{root / 'half'}" model_platform: "tensorflow" }}
 }}""")
     # tensorflow_model_server flags a deployment may pass: the Unix socket
     # and channel arguments apply, --num_load_threads is accepted with a warning.
@@ -153,6 +191,58 @@ def test_metadata_lists_the_three_signatures_with_their_io_keys(server: RunningS
     rest = requests.get(f"{server.rest_url}/v1/models/imdb/metadata", timeout=10).json()
     assert list(rest) == ["model_spec", "metadata"]
     assert list(rest["metadata"]["signature_def"]) == ["signature_def"]  # no Any "@type"
+
+
+def test_inputs_in_other_shapes_than_the_signature_s_go_to_the_model_as_sent(
+        server: RunningServer, stub: prediction_service_pb2_grpc.PredictionServiceStub) -> None:
+    """TF Serving does not check shapes against the signature: x `[3]` for
+    an `[-1, 1]` input is fed as sent (its REST guide's canonical
+    `{"instances": [2.0, 3.0, 4.0]}`), batching on or not."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "half"
+    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT, float_val=[2.0, 3.0, 4.0],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[{"size": 3}])))
+    output = stub.Predict(request, timeout=10).outputs["y"]
+    assert list(output.float_val) == [3.0, 3.5, 4.0]
+    assert [d.size for d in output.tensor_shape.dim] == [3]
+    rest = requests.post(f"{server.rest_url}/v1/models/half:predict",
+                         json={"instances": [2.0, 3.0, 4.0]}, timeout=10).json()
+    assert rest == {"predictions": [3.0, 3.5, 4.0]}
+    columnar = requests.post(f"{server.rest_url}/v1/models/half:predict",
+                             json={"inputs": {"x": [[1.0], [2.0]]}}, timeout=10).json()
+    assert columnar == {"outputs": [[2.5], [3.0]]}
+
+
+def test_classify_and_regress_read_tf_serving_s_named_outputs(
+        server: RunningServer, stub: prediction_service_pb2_grpc.PredictionServiceStub) -> None:
+    """As TF Serving's classifier and regressor: one class per column of
+    `scores` (label "" without `classes`), labels from `classes`, the value
+    of `outputs`; over gRPC and REST."""
+    def request(kind: type, signature: str) -> Any:
+        message = kind()
+        message.model_spec.name, message.model_spec.signature_name = "half", signature
+        message.input.example_list.examples.add().features.feature["x"].float_list.value.append(
+            2.0)
+        return message
+
+    classified = stub.Classify(request(classification_pb2.ClassificationRequest,
+                                       "classify_x_to_y"), timeout=10)
+    [row] = classified.result.classifications
+    assert [(c.label, c.score) for c in row.classes] == [("", 3.0)]
+    labelled = stub.Classify(request(classification_pb2.ClassificationRequest,
+                                     "classify_labelled"), timeout=10)
+    assert [(c.label, c.score) for c in labelled.result.classifications[0].classes] == [
+        ("high", 3.0), ("low", -3.0)]
+    regressed = stub.Regress(request(regression_pb2.RegressionRequest, "regress_x_to_y"),
+                             timeout=10)
+    assert [r.value for r in regressed.result.regressions] == [3.0]
+    url = f"{server.rest_url}/v1/models/half"
+    body = {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}
+    assert requests.post(f"{url}:classify", json=body, timeout=10).json() == {
+        "results": [[["", 3.0]]]}
+    body = {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]}
+    assert requests.post(f"{url}:regress", json=body, timeout=10).json() == {"results": [3.0]}
 
 
 def test_predict_answers_in_the_typed_fields_as_tf_serving_does(
@@ -282,7 +372,8 @@ def test_bad_grpc_predicts_get_tf_serving_status_codes(
 def test_bad_versions_labels_dtypes_shapes_and_sizes_over_grpc(
         server: RunningServer, stub: prediction_service_pb2_grpc.PredictionServiceStub) -> None:
     """Unknown version -> NOT_FOUND, unknown label -> INVALID_ARGUMENT,
-    wrong dtype or shape -> INVALID_ARGUMENT, oversized -> RESOURCE_EXHAUSTED;
+    wrong dtype -> INVALID_ARGUMENT, a shape the model cannot take ->
+    INVALID_ARGUMENT from the model call, oversized -> RESOURCE_EXHAUSTED;
     the server answers normally afterwards."""
     request = _text_request()
     request.model_spec.version.value = 9
@@ -295,9 +386,12 @@ def test_bad_versions_labels_dtypes_shapes_and_sizes_over_grpc(
                                                                int_val=[1]))
     code, message = _code(stub.Predict, request)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "DT_STRING" in message
-    request = _text_request()
-    request.inputs[INPUT_TEXT].tensor_shape.dim.add(size=1)  # [1, 1] for a [None] input
-    assert _code(stub.Predict, request)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    ids = predict_pb2.PredictRequest()
+    ids.model_spec.name, ids.model_spec.signature_name = "imdb", SIGNATURE_TOKEN_IDS
+    ids.inputs["token_ids"].CopyFrom(tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_INT32, int_val=[1, 2, 3],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[{"size": 3}])))  # [3] for [-1, 16]
+    assert _code(stub.Predict, ids)[0] == grpc.StatusCode.INVALID_ARGUMENT
     big = _text_request(texts=(b"good " * (MAX_REQUEST // 4),))
     assert _code(stub.Predict, big)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
     metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["nope"])
@@ -318,8 +412,9 @@ def test_bad_versions_labels_dtypes_shapes_and_sizes_over_grpc(
     ("POST", "/v1/models/imdb:predict", {"instances": [1, 2]}, 400),
     ("POST", "/v1/models/imdb:predict", {"instances": [{"b64": "!!"}]}, 400),
     ("POST", "/v1/models/imdb:predict", {"inputs": ["a"], "instances": ["a"]}, 400),
+    # ids of rank 1 for [-1, 16]: fed as sent (as TF Serving), refused by the model
     ("POST", "/v1/models/imdb:predict", {"signature_name": SIGNATURE_TOKEN_IDS,
-                                         "instances": [[1, 2]]}, 400),
+                                         "instances": [1, 2]}, 400),
     ("POST", "/v1/models/imdb:predict", {"signature_name": SIGNATURE_TOKEN_IDS,
                                          "instances": [["a"] * 16]}, 400),
     ("POST", "/v1/models/imdb:predict", [1], 400),
