@@ -166,7 +166,8 @@ def _parse_file(flag: str, path: str, message_class: Any) -> Any:
     try:
         return protos.parse_text(_read(flag, path), message_class)
     except text_format.ParseError as error:
-        refuse(f"--{flag}={path}: not a text-format {message_class.DESCRIPTOR.name}: {error}")
+        refuse(f"--{flag}={path}: Error parsing text-format "
+               f"{message_class.DESCRIPTOR.full_name}: {error}")
 
 
 def _batching(path: str) -> BatchingOptions:
@@ -195,7 +196,8 @@ def _models(args: argparse.Namespace, parser: argparse.ArgumentParser,
     try:
         return parse_model_server_config(text), text
     except text_format.ParseError as error:
-        refuse(f"--model_config_file={path}: not a text-format ModelServerConfig: {error}")
+        refuse(f"--model_config_file={path}: Error parsing text-format "
+               f"tensorflow.serving.ModelServerConfig: {error}")
     except ServingError as error:
         refuse(f"--model_config_file={path}: {error.message}")
 

@@ -37,6 +37,7 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_management_pb2,
     model_pb2,
     model_service_pb2_grpc,
@@ -83,6 +84,8 @@ def _answer_spec(servable: Servable, signature: str) -> model_pb2.ModelSpec:
 
 #: Output names TF Serving's Classify and Regress read (signature_constants).
 CLASSES, SCORES, REGRESS_OUTPUTS = "classes", "scores", "outputs"
+#: MultiInference task methods (signature_constants' method names).
+METHOD_CLASSIFY, METHOD_REGRESS = "tensorflow/serving/classify", "tensorflow/serving/regress"
 
 
 def _example_signature(servable: Servable, name: str) -> tuple[str, str]:
@@ -317,6 +320,45 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
                 response.result.regressions.add(value=value)
             return response
         return await self._call("regress", request.model_spec.name, context, body)
+
+    async def MultiInference(self, request: inference_pb2.MultiInferenceRequest,
+                             context: grpc.aio.ServicerContext
+                             ) -> inference_pb2.MultiInferenceResponse:
+        """Classify and Regress tasks over one input, as TF Serving runs them:
+        one model (any versions), each signature once."""
+        async def body() -> inference_pb2.MultiInferenceResponse:
+            tasks = list(request.tasks)
+            if not tasks:
+                raise ServingError("INVALID_ARGUMENT", "Request must have at least one task")
+            if len({t.model_spec.name for t in tasks}) != 1:
+                raise ServingError("INVALID_ARGUMENT", "All ModelSpecs in a "
+                                   "MultiInferenceRequest must access the same model name")
+            examples = _serialized_examples(request.input)
+            response = inference_pb2.MultiInferenceResponse()
+            seen: set[str] = set()
+            for task in tasks:
+                servable = _resolve(self._manager, task.model_spec)
+                key, outputs = await _example_outputs(
+                    servable, self._pool, task.model_spec.signature_name, examples)
+                if key in seen:
+                    raise ServingError("INVALID_ARGUMENT",
+                                       f"Duplicate evaluation of signature: {key}")
+                seen.add(key)
+                result = response.results.add(model_spec=_answer_spec(servable, key))
+                if task.method_name == METHOD_CLASSIFY:
+                    for pairs in classifications(outputs, len(examples)):
+                        row = result.classification_result.classifications.add()
+                        for label, score in pairs:
+                            row.classes.add(label=label, score=score)
+                elif task.method_name == METHOD_REGRESS:
+                    for value in regressions(outputs, len(examples)):
+                        result.regression_result.regressions.add(value=value)
+                else:
+                    raise ServingError("UNIMPLEMENTED", "Unsupported signature method_name: "
+                                       f"{task.method_name}")
+            return response
+        return await self._call("multi_inference", request.tasks[0].model_spec.name
+                                if request.tasks else "", context, body)
 
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
                                context: grpc.aio.ServicerContext) -> Any:

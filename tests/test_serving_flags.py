@@ -55,9 +55,11 @@ def test_grpc_channel_arguments_become_server_options_with_integer_values(
 
 
 @pytest.mark.parametrize(("content", "says"), [
-    ("model_config_list { config { name: 'a' base_path: '/m' } ", "not a text-format "
-                                                                   "ModelServerConfig"),
-    ("model_config_list { config { nme: 'a' } }", "not a text-format ModelServerConfig"),
+    # TF Serving's own words, which its tests and operators' log searches look for
+    ("model_config_list { config { name: 'a' base_path: '/m' } ",
+     "Error parsing text-format tensorflow.serving.ModelServerConfig"),
+    ("model_config_list { config { nme: 'a' } }",
+     "Error parsing text-format tensorflow.serving.ModelServerConfig"),
     ("model_config_list { config { name: 'a' base_path: 'relative' } }", "relative"),
 ])
 def test_a_bad_model_config_file_stops_the_server_in_one_line_naming_the_file(
@@ -80,7 +82,7 @@ def test_a_config_file_that_is_missing_or_not_its_proto_is_one_line(
     garbage = tmp_path / "garbage.txt"
     garbage.write_text("this is { not a proto")
     line = _refused(capsys, [*base, f"--{flag}={garbage}"])
-    assert f"--{flag}={garbage}: not a text-format " in line
+    assert f"--{flag}={garbage}: Error parsing text-format tensorflow.serving." in line
 
 
 def test_version_prints_one_line_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:

@@ -245,6 +245,34 @@ def test_classify_and_regress_read_tf_serving_s_named_outputs(
     assert requests.post(f"{url}:regress", json=body, timeout=10).json() == {"results": [3.0]}
 
 
+def test_multi_inference_runs_classify_and_regress_tasks_over_one_input(
+        stub: prediction_service_pb2_grpc.PredictionServiceStub) -> None:
+    from tensorflow_serving.apis import inference_pb2
+
+    request = inference_pb2.MultiInferenceRequest()
+    for signature, method in (("classify_x_to_y", "tensorflow/serving/classify"),
+                              ("regress_x_to_y", "tensorflow/serving/regress")):
+        task = request.tasks.add(method_name=method)
+        task.model_spec.name, task.model_spec.signature_name = "half", signature
+    for x in (2.0, 4.0):
+        request.input.example_list.examples.add().features.feature["x"].float_list.value.append(x)
+    classified, regressed = stub.MultiInference(request, timeout=10).results
+    assert [[(c.label, c.score) for c in row.classes]
+            for row in classified.classification_result.classifications] == [
+        [("", 3.0)], [("", 4.0)]]
+    assert [r.value for r in regressed.regression_result.regressions] == [3.0, 4.0]
+    assert classified.model_spec.signature_name == "classify_x_to_y"
+    twice = inference_pb2.MultiInferenceRequest()
+    twice.CopyFrom(request)
+    twice.tasks[1].CopyFrom(twice.tasks[0])
+    code, message = _code(stub.MultiInference, twice)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "Duplicate" in message
+    other = inference_pb2.MultiInferenceRequest()
+    other.CopyFrom(request)
+    other.tasks[1].model_spec.name = "imdb"
+    assert _code(stub.MultiInference, other)[0] == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_predict_answers_in_the_typed_fields_as_tf_serving_does(
         stub: prediction_service_pb2_grpc.PredictionServiceStub) -> None:
     """Clients read `.float_val`: TF Serving packs tensor_content only under
