@@ -31,6 +31,7 @@ from models.contract import INPUT_TEXT
 from serving import protos
 from serving.batching import Batcher, BatchingOptions
 from serving.errors import GRPC_CODE_NAMES, ServingError
+from serving.loader import load_signatures
 from serving.metrics import Registry
 from serving.tensors import TensorSpec, check_inputs, matches_specs, to_array
 
@@ -214,8 +215,7 @@ class Servable:
         # tensorflow_model_server links TF Text's ops; so does this server,
         # for models that tokenise with WordPiece inside (0.5 s, once).
         wordpiece.register_ops()
-        self._loaded = tf.saved_model.load(path)
-        self._functions = {k: self._loaded.signatures[k] for k in self.signature_defs}
+        self._loaded, self._functions = load_signatures(path, self.signature_defs)
         self.inputs = {k: _specs(v.inputs) for k, v in self.signature_defs.items()}
         self.outputs = {k: _specs(v.outputs) for k, v in self.signature_defs.items()}
         self._batchers: dict[str, Batcher] = {}
@@ -236,7 +236,7 @@ class Servable:
         def run(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             try:
                 tensors = {k: tf.constant(v, dtype=dtypes[k]) for k, v in inputs.items()}
-                return {k: v.numpy() for k, v in function(**tensors).items()}
+                return {k: np.asarray(v) for k, v in function(**tensors).items()}
             except tf.errors.OpError as error:
                 raise ServingError(_status_code(error), _op_message(error.message)) from None
             except (ValueError, TypeError) as error:
