@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
 
 __all__ = ["SessionSignature", "load_signatures"]
 
@@ -26,18 +27,23 @@ Signature = Callable[..., dict[str, Any]]
 
 class SessionSignature:
     """One signature of a TF1 graph run in a Session: keyword inputs (by the
-    signature's input keys) -> {output key: numpy array}."""
+    signature's input keys) -> {output key: numpy array}.
+
+    Through a Session callable, not `Session.run`: `run` refuses a feed whose
+    shape differs from the placeholder's in Python, where TF Serving feeds
+    the tensor as sent (x [3] for a [?, 1] placeholder)."""
 
     def __init__(self, session: Any, signature_def: Any) -> None:
-        self._session = session
-        self._inputs = {key: info.name for key, info in signature_def.inputs.items()}
-        self._outputs = {key: info.name for key, info in signature_def.outputs.items()}
+        self._input_keys = sorted(signature_def.inputs)
+        self._output_keys = sorted(signature_def.outputs)
+        options = config_pb2.CallableOptions(
+            feed=[signature_def.inputs[key].name for key in self._input_keys],
+            fetch=[signature_def.outputs[key].name for key in self._output_keys])
+        self._run = session._make_callable_from_options(options)
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
-        feed = {self._inputs[key]: np.asarray(value) for key, value in inputs.items()}
-        keys = list(self._outputs)
-        values = self._session.run([self._outputs[key] for key in keys], feed_dict=feed)
-        return dict(zip(keys, values, strict=True))
+        values = self._run(*(np.asarray(inputs[key]) for key in self._input_keys))
+        return dict(zip(self._output_keys, values, strict=True))
 
 
 def load_signatures(path: str, keys: Iterable[str]) -> tuple[Any, dict[str, Signature]]:

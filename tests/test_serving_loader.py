@@ -43,4 +43,6 @@ def test_a_tf1_graph_tf2_cannot_restore_is_served_from_a_session(tmp_path: Path)
     servable = Servable("half_plus_three", 1, str(tmp_path / "1"), batching=None)
     outputs = servable.predict("", {"x": np.array([[1.0], [2.0]], np.float32)})
     np.testing.assert_allclose(outputs["y"], [[3.5], [4.0]])
+    as_sent = servable.predict("", {"x": np.array([1.0, 2.0], np.float32)})  # [2] for [?, 1]
+    np.testing.assert_allclose(as_sent["y"], [3.5, 4.0])
     assert servable.inputs["serving_default"]["x"].shape == ()  # as declared, stale or not
