@@ -99,10 +99,13 @@ class MultiHeadSelfAttention(layers.Layer):
         # and renormalising, not by adding -1e9 to their scores: the same
         # weights, but an int8 TFLite model would give the scores a
         # quantisation range of ~1e9 and round every real score to 0.
+        # A review of padding only has no key to keep: its weights stay 0 by
+        # dividing by 1 there, not by a floor like 1e-9, which a float16
+        # TFLite file stores as 0 (0/0: NaN for the empty review).
         keep = keras.ops.cast(mask, scores.dtype)[:, None, None, :]
         weights = keras.ops.softmax(scores, axis=-1) * keep
-        weights = weights / keras.ops.maximum(keras.ops.sum(weights, axis=-1, keepdims=True),
-                                              1e-9)
+        no_key = 1.0 - keras.ops.max(keep, axis=-1, keepdims=True)
+        weights = weights / (keras.ops.sum(weights, axis=-1, keepdims=True) + no_key)
         weights = self.dropout(weights, training=training)
         context = keras.ops.matmul(weights, value)  # [batch, heads, length, depth]
         context = keras.ops.reshape(keras.ops.transpose(context, (0, 2, 1, 3)),
