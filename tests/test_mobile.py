@@ -186,6 +186,15 @@ def test_a_variant_off_on_a_short_input_fails_the_conversion_naming_the_input(re
                          VOCAB, release["probes"], variants=[strict])
 
 
+def test_only_probes_the_tolerance_cannot_carry_across_0_5_count_as_decided():
+    probes = conv.Probes(("a", "b", "c"), np.zeros((3, 4), np.int32),
+                         np.array([0.56, 0.9, 0.1]))
+    flipped = np.array([0.46, 0.8, 0.2])
+    assert conv.probe_agreement(probes, flipped, tolerance=0.2)["label_agreement"] == 1.0
+    assert conv.probe_agreement(probes, flipped, tolerance=0.01)["label_agreement"] == \
+        pytest.approx(2 / 3)
+
+
 def test_a_nan_probability_is_outside_every_tolerance():
     probes = conv.Probes(("", "good"), np.zeros((2, 4), np.int32), np.array([0.5, 0.8]))
     on_probes = conv.probe_agreement(probes, np.array([np.nan, 0.8]))

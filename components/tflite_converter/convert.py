@@ -78,8 +78,9 @@ PROBE_TEXTS = ("", "good", "bad", "Fine.", "the", "an", "awful", "not good", "gr
                "I loved it", "Terrible acting, boring plot.", "!!!", "?", "...",
                "\U0001F600\U0001F600", "xqzv blorf", "zzzzqqq")
 #: A probe's decision counts (label agreement) only where the SavedModel's
-#: probability is at least this far from 0.5: an empty review scores about
-#: 0.5, and int8's output step (1/256) alone can move it across.
+#: probability is at least this far from 0.5, and further than the variant's
+#: probe tolerance lets the file move it: an empty review scores about 0.5,
+#: and int8's output step (1/256) alone can move it across.
 PROBE_DECIDED = 0.05
 
 Calibration = np.ndarray | None
@@ -287,12 +288,14 @@ def _shortened(text: str, most: int = 40) -> str:
     return text if len(text) <= most else f"{text[:most]}... ({len(text)} characters)"
 
 
-def probe_agreement(probes: Probes, candidate: np.ndarray) -> dict[str, Any]:
+def probe_agreement(probes: Probes, candidate: np.ndarray,
+                    tolerance: float = PROBE_DECIDED) -> dict[str, Any]:
     """How closely a variant follows the SavedModel on the probes: the
     largest probability gap (and the probe it is on), and the share of the
-    decided probes (PROBE_DECIDED) with the same decision at 0.5."""
+    decided probes (further from 0.5 than PROBE_DECIDED and `tolerance`, the
+    variant's probe tolerance) with the same decision at 0.5."""
     gaps = np.abs(probes.reference - candidate)
-    decided = np.abs(probes.reference - 0.5) >= PROBE_DECIDED
+    decided = np.abs(probes.reference - 0.5) > max(PROBE_DECIDED, tolerance)
     same = (probes.reference >= 0.5) == (candidate >= 0.5)
     worst = int(np.argmax(gaps)) if len(gaps) else None
     return {
@@ -395,7 +398,8 @@ def convert_all(loaded: Any, calibration_ids: np.ndarray, check_ids: np.ndarray,
                         calibration_ids if variant.needs_calibration else None)
         probabilities = tflite_probabilities(plain, check_ids)
         check = agreement(reference, probabilities)
-        on_probes = probe_agreement(probes, tflite_probabilities(plain, probes.ids))
+        on_probes = probe_agreement(probes, tflite_probabilities(plain, probes.ids),
+                                    variant.probe_max_abs_diff)
         why = refusal(variant, check, on_probes)
         if why:
             raise DisagreementError(why)
