@@ -28,7 +28,7 @@ from pipeline.config import OneLineParser, int_at_least
 from serving import protos
 from serving.batching import BatchingOptions
 from serving.errors import ServingError
-from serving.manager import ModelConfig, parse_model_server_config
+from serving.manager import ModelConfig, model_configs
 
 __all__ = ["ServerOptions", "parse_flags", "check_ports_free", "refuse", "NO_EFFECT",
            "DEFAULT_METRICS_PATH", "PROG"]
@@ -160,14 +160,19 @@ def refuse(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def _parse_file(flag: str, path: str, message_class: Any) -> Any:
-    """A text-format proto file, or one line naming the flag, the file and
-    what is wrong with it."""
+def _parse(flag: str, path: str, text: str, message_class: Any) -> Any:
+    """`text`, the content of `path`, as a text-format proto, or one line
+    naming the flag, the file and what is wrong with it."""
     try:
-        return protos.parse_text(_read(flag, path), message_class)
+        return protos.parse_text(text, message_class)
     except text_format.ParseError as error:
         refuse(f"--{flag}={path}: Error parsing text-format "
                f"{message_class.DESCRIPTOR.full_name}: {error}")
+
+
+def _parse_file(flag: str, path: str, message_class: Any) -> Any:
+    """A text-format proto file (`_parse`)."""
+    return _parse(flag, path, _read(flag, path), message_class)
 
 
 def _batching(path: str) -> BatchingOptions:
@@ -193,11 +198,9 @@ def _models(args: argparse.Namespace, parser: argparse.ArgumentParser,
         return [ModelConfig(args.model_name, args.model_base_path)], ""
     path = args.model_config_file
     text = _read("model_config_file", path)
+    config = _parse("model_config_file", path, text, protos.ModelServerConfig)
     try:
-        return parse_model_server_config(text), text
-    except text_format.ParseError as error:
-        refuse(f"--model_config_file={path}: Error parsing text-format "
-               f"tensorflow.serving.ModelServerConfig: {error}")
+        return model_configs(config), text
     except ServingError as error:
         refuse(f"--model_config_file={path}: {error.message}")
 

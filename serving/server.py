@@ -142,6 +142,22 @@ def regressions(outputs: dict[str, np.ndarray], rows: int) -> list[float]:
     return [float(v) for v in _score_column(values, rows)]
 
 
+def _fill_classifications(result: classification_pb2.ClassificationResult,
+                          outputs: dict[str, np.ndarray], rows: int) -> None:
+    """Classify's and MultiInference's ClassificationResult (`classifications`)."""
+    for pairs in classifications(outputs, rows):
+        row = result.classifications.add()
+        for label, score in pairs:
+            row.classes.add(label=label, score=score)
+
+
+def _fill_regressions(result: regression_pb2.RegressionResult,
+                      outputs: dict[str, np.ndarray], rows: int) -> None:
+    """Regress's and MultiInference's RegressionResult (`regressions`)."""
+    for value in regressions(outputs, rows):
+        result.regressions.add(value=value)
+
+
 def _label(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -301,10 +317,7 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
                 servable, self._pool, request.model_spec.signature_name, examples)
             response = classification_pb2.ClassificationResponse(
                 model_spec=_answer_spec(servable, key))
-            for pairs in classifications(outputs, len(examples)):
-                row = response.result.classifications.add()
-                for label, score in pairs:
-                    row.classes.add(label=label, score=score)
+            _fill_classifications(response.result, outputs, len(examples))
             return response
         return await self._call("classify", request.model_spec.name, context, body)
 
@@ -316,8 +329,7 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
             key, outputs = await _example_outputs(
                 servable, self._pool, request.model_spec.signature_name, examples)
             response = regression_pb2.RegressionResponse(model_spec=_answer_spec(servable, key))
-            for value in regressions(outputs, len(examples)):
-                response.result.regressions.add(value=value)
+            _fill_regressions(response.result, outputs, len(examples))
             return response
         return await self._call("regress", request.model_spec.name, context, body)
 
@@ -346,13 +358,9 @@ class _Grpc(prediction_service_pb2_grpc.PredictionServiceServicer,
                 seen.add(key)
                 result = response.results.add(model_spec=_answer_spec(servable, key))
                 if task.method_name == METHOD_CLASSIFY:
-                    for pairs in classifications(outputs, len(examples)):
-                        row = result.classification_result.classifications.add()
-                        for label, score in pairs:
-                            row.classes.add(label=label, score=score)
+                    _fill_classifications(result.classification_result, outputs, len(examples))
                 elif task.method_name == METHOD_REGRESS:
-                    for value in regressions(outputs, len(examples)):
-                        result.regression_result.regressions.add(value=value)
+                    _fill_regressions(result.regression_result, outputs, len(examples))
                 else:
                     raise ServingError("UNIMPLEMENTED", "Unsupported signature method_name: "
                                        f"{task.method_name}")
